@@ -1,0 +1,9 @@
+"""tokenbound: certified token-level generalization bounds for language models.
+
+Implements Lotfi et al., "Unlocking Tokens as Data Points for Generalization Bounds on Larger
+Language Models" (NeurIPS 2024) and the document-level method of Lotfi et al. (ICML 2024),
+plus variance-adaptive (empirical Bernstein / betting) martingale bounds. See DESIGN in the
+project documentation for the mathematics.
+"""
+
+__version__ = "0.1.0"

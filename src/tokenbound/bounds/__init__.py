@@ -1,0 +1,1 @@
+"""tokenbound.bounds (being built)."""

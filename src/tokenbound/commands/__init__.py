@@ -1,0 +1,1 @@
+"""Subcommand implementations (one module each; see tokenbound.cli)."""

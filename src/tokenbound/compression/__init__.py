@@ -1,0 +1,1 @@
+"""tokenbound.compression (being built)."""

@@ -1,0 +1,1 @@
+"""tokenbound.data (being built)."""

@@ -1,0 +1,1 @@
+"""tokenbound.evaluation (being built)."""

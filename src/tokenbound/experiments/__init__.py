@@ -1,0 +1,1 @@
+"""tokenbound.experiments (being built)."""

@@ -1,0 +1,1 @@
+"""tokenbound.models (being built)."""

@@ -1,0 +1,1 @@
+"""tokenbound.training (being built)."""
