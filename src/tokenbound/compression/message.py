@@ -1,0 +1,247 @@
+"""The message: a self-contained, versioned byte string that decodes to exactly one model.
+
+Its length `C = 8 * len(message)` bits is the code length of the hypothesis (DESIGN 2.1, 4);
+`prefix_free_bits(C) = C + 2 log2 C` makes it prefix-free as in the papers.
+
+Format, version 1 (all integers little-endian; "varint" = unsigned LEB128, see `wire.py`):
+
+    magic   b"TBQM"                                   4 bytes   } part "header"
+    version 0x01                                      1 byte    }
+    H       varint, then H bytes of UTF-8 JSON header           }
+    for each group g (header "groups", in order):
+      codebook  L_g float16 values                    2 L_g bytes   part "codebooks"
+      counts    L_g varints (symbol counts)                         part "counts"
+      W_g       varint, then W_g uint32 ANS words     4 W_g bytes   part "payload"
+    raw tensors in header order, numel * itemsize bytes each        part "raw"
+    crc32   of every preceding byte                   4 bytes   part "header"
+
+The JSON header (sorted keys, no spaces) holds: "builder" (model family, see `adapters.py`),
+"config" (architecture config incl. seeds and parametrization), "quant" (QuantConfig),
+"tensors": [[name, shape, dtype, group]] in `trained_state()` order (group -1 = raw),
+"groups": [L_g], and "extra" (caller's dict: tokenizer spec, context policy, ...).
+A group's symbols are its member tensors flattened (row-major) and concatenated.
+
+Decoding never executes anything from the message: JSON only, builders from a fixed registry.
+The magic, version and CRC32 are checked first, then every size against the bytes left before
+anything is allocated, then the tensor names/shapes/dtypes against the rebuilt model's
+`trained_state()`; any failure raises `MessageError` (a `UserError`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tokenbound.compression.adapters import builder_for, get_builder
+from tokenbound.compression.entropy import decode_symbols, encode_symbols
+from tokenbound.compression.quantize import QuantConfig, QuantizedState, dequantized
+from tokenbound.compression.wire import MessageError, Reader, varint, varint_len
+from tokenbound.errors import UserError
+
+MAGIC = b"TBQM"
+VERSION = 1
+MAX_LEVELS = 65535
+MAX_ELEMENTS = 1 << 34  # sanity cap on the total number of charged values in a header
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
+          "float64": torch.float64}
+PARTS = ("header", "codebooks", "counts", "payload", "raw")
+
+
+def prefix_free_bits(code_bits: float) -> float:
+    """`C + 2 log2 C`: the papers' upper bound on a prefix-free code for a C-bit message."""
+    return float(code_bits + 2 * math.log2(code_bits)) if code_bits > 1 else float(code_bits)
+
+
+def _dtype_name(t: torch.Tensor) -> str:
+    for name, dt in DTYPES.items():
+        if t.dtype == dt:
+            return name
+    raise UserError(f"cannot store a {t.dtype} tensor; trained tensors must be floating point")
+
+
+def _check_quantized(state: dict, qstate: QuantizedState) -> None:
+    for g in qstate.groups:
+        for name, t in dequantized(g, state).items():
+            if not torch.equal(state[name], t):
+                raise UserError(f"weights of {name} differ from the quantized state; call "
+                                "quantize_ (or qat_finetune) again after changing the model")
+
+
+def encode(model, cfg, qstate: QuantizedState, extra_header: dict | None = None) -> bytes:
+    """Write the message of the quantized `model` (whose weights `quantize_` set)."""
+    builder = builder_for(model)
+    state = {n: t.detach().cpu() for n, t in builder.trained_state(model).items()}
+    group_of = {n: gi for gi, g in enumerate(qstate.groups) for n in g.names}
+    if set(group_of) | set(qstate.raw_names) != set(state):
+        raise UserError("the quantized state does not cover the model's trained tensors; "
+                        "call quantize_ on this model")
+    _check_quantized(state, qstate)
+    header = {
+        "builder": builder.name, "config": builder.describe(model, cfg),
+        "quant": qstate.config.to_dict(), "extra": extra_header or {},
+        "tensors": [[n, list(t.shape), _dtype_name(t), group_of.get(n, -1)]
+                    for n, t in state.items()],
+        "groups": [len(g.codebook) for g in qstate.groups],
+    }
+    hjson = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    out = bytearray(MAGIC + bytes([VERSION]) + varint(len(hjson)) + hjson)
+    for g in qstate.groups:
+        counts = g.counts
+        words = encode_symbols(g.symbols, counts)
+        out += g.codebook.astype("<f2").tobytes()
+        out += b"".join(varint(int(c)) for c in counts)
+        out += varint(len(words)) + words.astype("<u4").tobytes()
+    for name in (n for n in state if n not in group_of):
+        out += state[name].contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+    out += zlib.crc32(out).to_bytes(4, "little")
+    return bytes(out)
+
+
+def _read_bytes(message) -> bytes:
+    if isinstance(message, (bytes, bytearray, memoryview)):
+        return bytes(message)
+    path = Path(message)
+    if not path.is_file():
+        raise UserError(f"message file {path} not found; pass the file written by "
+                        "`tokenbound compress --out`")
+    return path.read_bytes()
+
+
+def _check_frame(data: bytes) -> Reader:
+    if len(data) < len(MAGIC) + 1 + 1 + 4 or data[:4] != MAGIC:
+        raise MessageError("not a tokenbound message (bad magic or too short)")
+    if data[4] != VERSION:
+        raise MessageError(f"message format version {data[4]} is not supported (this tokenbound "
+                           f"reads version {VERSION}); re-create it with this version")
+    if zlib.crc32(data[:-4]) != int.from_bytes(data[-4:], "little"):
+        raise MessageError("message checksum mismatch: the file is corrupt or truncated")
+    return Reader(data, pos=5, end=len(data) - 4)
+
+
+def _parse_header(r: Reader) -> dict:
+    hlen = r.varint("header length", limit=r.remaining)
+    try:
+        header = json.loads(bytes(r.take(hlen, "header")).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise MessageError(f"message header is not valid JSON ({exc})") from None
+    ok = (isinstance(header, dict) and isinstance(header.get("builder"), str)
+          and isinstance(header.get("tensors"), list) and isinstance(header.get("groups"), list)
+          and isinstance(header.get("quant"), dict) and isinstance(header.get("extra", {}), dict))
+    if not ok:
+        raise MessageError("message header lacks builder/tensors/groups/quant")
+    groups = header["groups"]
+    if not all(type(L) is int and 1 <= L <= MAX_LEVELS for L in groups):
+        raise MessageError(f"message header: codebook sizes must be integers in 1..{MAX_LEVELS}")
+    total = 0
+    for t in header["tensors"]:
+        ok = (isinstance(t, list) and len(t) == 4 and isinstance(t[0], str)
+              and isinstance(t[1], list) and all(type(d) is int and 0 <= d for d in t[1])
+              and t[2] in DTYPES and type(t[3]) is int and -1 <= t[3] < len(groups))
+        if not ok:
+            raise MessageError(f"message header: malformed tensor entry {str(t)[:80]}")
+        total += math.prod(t[1])
+    if total > MAX_ELEMENTS:
+        raise MessageError(f"message header declares {total:,} values (limit {MAX_ELEMENTS:,})")
+    return header
+
+
+def _layout(data: bytes) -> tuple[dict, list, list, dict]:
+    """Parse everything but the symbols: header, per-group (codebook, counts, words), raw, bits."""
+    r = _check_frame(data)
+    header = _parse_header(r)
+    bits = dict.fromkeys(PARTS, 0)
+    bits["header"] = 8 * (r.pos + 4)
+    sizes = [0] * len(header["groups"])
+    for _, shape, _, g in header["tensors"]:
+        if g >= 0:
+            sizes[g] += math.prod(shape)
+    groups = []
+    for g, L in enumerate(header["groups"]):
+        codebook = np.frombuffer(r.take(2 * L, "codebook"), dtype="<f2").astype(np.float16)
+        start = r.pos
+        counts = np.array([r.varint("symbol count", limit=sizes[g]) for _ in range(L)], np.int64)
+        if int(counts.sum()) != sizes[g]:
+            raise MessageError(f"message corrupt: group {g} counts sum to {counts.sum():,}, its "
+                               f"tensors hold {sizes[g]:,} values")
+        mid = r.pos
+        n_words = r.varint("payload length", limit=r.remaining // 4)
+        words = np.frombuffer(r.take(4 * n_words, "payload"), dtype="<u4").astype(np.uint32)
+        bits["codebooks"] += 16 * L
+        bits["counts"] += 8 * (mid - start)
+        bits["payload"] += 8 * (r.pos - mid)
+        groups.append((codebook, counts, words))
+    raw = {}
+    for name, shape, dt, g in header["tensors"]:
+        if g < 0:
+            nbytes = math.prod(shape) * DTYPES[dt].itemsize
+            raw[name] = r.take(nbytes, f"raw tensor {name}")
+            bits["raw"] += 8 * nbytes
+    if r.remaining:
+        raise MessageError(f"message corrupt: {r.remaining:,} unexpected trailing bytes")
+    return header, groups, raw, bits
+
+
+def bits_by_part(message) -> dict:
+    """Bits of each part (header, codebooks, counts, payload, raw); they sum to 8 * len."""
+    return _layout(_read_bytes(message))[3]
+
+
+def _check_tensors(header: dict, state: dict) -> None:
+    want = [(n, list(t.shape), _dtype_name(t)) for n, t in state.items()]
+    got = [(n, s, d) for n, s, d, _ in header["tensors"]]
+    if want != got:
+        diff = next(((w, g) for w, g in zip(want, got) if w != g), (len(want), len(got)))
+        raise MessageError(f"message tensors do not match the model built from its config "
+                           f"(first difference: {str(diff)[:160]}); the message is for another "
+                           "model or version")
+
+
+def decode(message) -> tuple:
+    """Message (bytes or path) -> (model, cfg, info): the exact quantized model, in eval mode.
+
+    `info` holds: header, quant (QuantConfig), extra, bits_by_part, total_bits,
+    prefix_free_bits, sha256, trained_parameters.
+    """
+    data = _read_bytes(message)
+    header, groups, raw, bits = _layout(data)
+    builder = get_builder(header["builder"])
+    try:
+        model, cfg = builder.build(header["config"])
+    except MessageError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise MessageError(f"message header: cannot build the model from its config ({exc})") \
+            from None
+    state = {n: t.detach().cpu() for n, t in builder.trained_state(model).items()}
+    _check_tensors(header, state)
+    new_state = dict(state)
+    for g, (codebook, counts, words) in enumerate(groups):
+        values = codebook.astype(np.float32)[decode_symbols(words, counts)]  # (n_g,)
+        pos = 0
+        for name, shape, dt, gi in header["tensors"]:
+            if gi == g:
+                n = math.prod(shape)
+                new_state[name] = torch.from_numpy(values[pos:pos + n].copy()).reshape(shape) \
+                    .to(DTYPES[dt])
+                pos += n
+    for name, buf in raw.items():
+        t = torch.frombuffer(bytearray(buf), dtype=torch.uint8) if len(buf) else \
+            torch.zeros(0, dtype=torch.uint8)
+        new_state[name] = t.view(state[name].dtype).reshape(state[name].shape)
+    builder.load_trained_state(model, new_state)
+    try:
+        quant = QuantConfig.from_dict(header["quant"])
+    except (TypeError, UserError) as exc:
+        raise MessageError(f"message header: bad quantization config ({exc})") from None
+    total = 8 * len(data)
+    info = {"header": header, "quant": quant, "extra": header.get("extra", {}),
+            "bits_by_part": bits, "total_bits": total, "prefix_free_bits": prefix_free_bits(total),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "trained_parameters": int(sum(t.numel() for t in state.values()))}
+    return model, cfg, info

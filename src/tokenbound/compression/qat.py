@@ -1,0 +1,104 @@
+"""Quantization-aware fine-tuning with a straight-through estimator and learnable centroids.
+
+As in Lotfi et al. (ICML 2024, "SubLoRA", QAT of the quantized parameters): the forward pass
+uses `w = c[s]` with `s = argmin_k |v - c_k|` (nearest centroid of the latent float value `v`);
+the backward pass gives `v` the gradient of `w` unchanged (straight through) and each centroid
+`c_k` the sum of its members' gradients. Implemented as `w = c[s] + (v - v.detach())`: its value
+is exactly `c[s]`, its gradient is as stated. SGD with momentum 0.9 on latents and centroids.
+
+Afterwards the centroids are rounded to float16, every latent takes its nearest float16
+centroid, and the model's weights are set to those values: the returned state is what the
+message stores and what is evaluated.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from tokenbound.compression.adapters import builder_for
+from tokenbound.compression.quantize import (QuantGroup, QuantizedState, _to_fp16, dequantized,
+                                             nearest)
+
+log = logging.getLogger(__name__)
+
+
+def _param_names(model, state: dict) -> dict:
+    """trained_state name -> named_parameters name (matched by storage identity)."""
+    by_ptr = {p.data_ptr(): n for n, p in model.named_parameters()}
+    out = {}
+    for name, t in state.items():
+        if t.data_ptr() not in by_ptr:
+            raise ValueError(f"QAT needs trained_state()[{name!r}] to be a model parameter")
+        out[name] = by_ptr[t.data_ptr()]
+    return out
+
+
+def _ste_weights(groups, latents, centroids, shapes) -> dict:
+    """{trained name: STE tensor} for all quantized tensors (value = centroid[nearest])."""
+    out = {}
+    for g, v, c in zip(groups, latents, centroids):
+        with torch.no_grad():
+            sym = torch.from_numpy(nearest(v.detach().cpu().double().numpy(),
+                                           c.detach().cpu().double().numpy())).to(v.device)
+        w = c[sym] + (v - v.detach())  # (n_g,)
+        pos = 0
+        for name in g.names:
+            n = int(np.prod(shapes[name]))
+            out[name] = w[pos:pos + n].reshape(shapes[name])
+            pos += n
+    return out
+
+
+def qat_finetune(model, qstate: QuantizedState, batches, steps: int, lr: float,
+                 momentum: float = 0.9) -> QuantizedState:
+    """Fine-tune latents and centroids for `steps` batches `(x, y, ...)` (B, T) int64.
+
+    Loss: mean next-token cross entropy of `model(x)` (B, T, V) against `y`. Returns the new
+    QuantizedState (float16 centroids, nearest-centroid symbols); the model's weights are set
+    to it in place.
+    """
+    builder = builder_for(model)
+    state = builder.trained_state(model)
+    pnames = _param_names(model, state)
+    shapes = {n: tuple(t.shape) for n, t in state.items()}
+    device = next(iter(state.values())).device
+    latents = [torch.tensor(g.latent if g.latent is not None else
+                            g.codebook.astype(np.float32)[g.symbols], device=device,
+                            requires_grad=True) for g in qstate.groups]
+    centroids = [torch.tensor(g.codebook.astype(np.float32), device=device, requires_grad=True)
+                 for g in qstate.groups]
+    opt = torch.optim.SGD(latents + centroids, lr=lr, momentum=momentum)
+    fixed = {pnames[n]: t.detach() for n, t in state.items() if n in set(qstate.raw_names)}
+    model.train()
+    it = iter(batches)
+    for step in range(steps):
+        x, y = next(it)[:2]
+        weights = _ste_weights(qstate.groups, latents, centroids, shapes)
+        params = {**fixed, **{pnames[n]: w for n, w in weights.items()}}
+        logits = functional_call(model, params, (x,))  # (B, T, V)
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        log.info("qat step %d/%d loss %.4f nats", step + 1, steps, loss.item())
+    model.eval()
+    return _finalize(model, builder, qstate, latents, centroids)
+
+
+def _finalize(model, builder, qstate, latents, centroids) -> QuantizedState:
+    state = {n: t.detach().cpu() for n, t in builder.trained_state(model).items()}
+    groups = []
+    for g, v, c in zip(qstate.groups, latents, centroids):
+        cb = _to_fp16(c.detach().cpu().double().numpy())
+        lat = v.detach().cpu().numpy().astype(np.float32)
+        groups.append(QuantGroup(g.names, cb, nearest(lat.astype(np.float64), cb), lat))
+    new_state = dict(state)
+    for g in groups:
+        new_state.update(dequantized(g, state))
+    builder.load_trained_state(model, new_state)
+    return QuantizedState(qstate.config, groups, qstate.raw_names)
