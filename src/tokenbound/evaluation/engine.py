@@ -1,0 +1,269 @@
+"""The evaluation run: windows -> fixed shards -> WindowStats on disk, resumable (DESIGN 3, 6).
+
+Layout of OUT:
+
+    manifest.json          what is evaluated (stream sha256, model id and sha256, L, s, mode,
+                           n, seed, dtype, grids, shard size); a rerun must match it exactly
+    shards/shard_000123.npz  WindowStats of one shard (atomic write); finished shards are skipped
+    stats.npz              all shards merged in shard order (deterministic)
+    eval.json              manifest + totals + timing (tokens/s)
+
+The scored window list is the full list (exact mode) or the distinct windows of the sampled
+positions (sampled mode, `sampling.draw_windows`), ascending; it is cut into shards of
+`shard_windows` consecutive windows. With `world > 1` (torchrun), rank r scores the shards
+`perm[r::world]` of a seeded permutation; rank 0 merges after a barrier (OUT must be shared).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from tokenbound.bounds.grids import ALPHA_GRID, BETTING_LAMBDAS, CENTERS, TOPK
+from tokenbound.errors import UserError
+from tokenbound.evaluation.sampling import SHARD_STREAM, draw_windows
+from tokenbound.evaluation.scoring import score_windows
+from tokenbound.evaluation.sources import ModelSource
+from tokenbound.evaluation.stats import WindowStats, stats_meta
+from tokenbound.evaluation.windows import check_policy, make_windows
+
+log = logging.getLogger(__name__)
+
+MODES = ("exact", "sampled")
+
+
+@dataclass
+class EvalConfig:
+    """Options of one evaluation (the identity fields are checked on resume)."""
+
+    context_len: int
+    """L: input tokens of a full window (<= the model's maximum context)."""
+    stride: int | None = None
+    """s in [1, L]: later windows score their last s tokens; None means s = L (blocks)."""
+    mode: str = "exact"
+    """"exact" scores every token; "sampled" scores the windows of `n_samples` drawn positions."""
+    n_samples: int | None = None
+    """n: positions drawn with replacement (sampled mode only)."""
+    seed: int = 0
+    """Seed of the sampling stream (fix it before training)."""
+    batch_size: int = 8
+    """Windows per forward pass (equal lengths only)."""
+    device: str = "cpu"
+    """Torch device of the model."""
+    dtype: str = "fp32"
+    """Model weights dtype: fp32 or bf16 (log-softmax stays fp32)."""
+    shard_tokens: int = 65536
+    """Input tokens per shard (shard = max(1, shard_tokens // L) windows)."""
+    vocab_chunk: int | None = None
+    """If set, per-token statistics run over vocabulary chunks of this size (big V, GPU)."""
+
+    def __post_init__(self):
+        self.stride = self.context_len if self.stride is None else self.stride
+        check_policy(self.context_len, self.stride)
+        if self.mode not in MODES:
+            raise UserError(f"--mode must be one of {MODES} (got {self.mode!r})")
+        if self.mode == "sampled" and not self.n_samples:
+            raise UserError("--mode sampled needs --samples N (N >= 1)")
+        if self.mode == "exact" and self.n_samples:
+            raise UserError("--samples only applies to --mode sampled; drop it or add the mode")
+        if self.batch_size < 1:
+            raise UserError(f"--batch-size must be >= 1 (got {self.batch_size})")
+
+    @property
+    def shard_windows(self) -> int:
+        return max(1, int(self.shard_tokens) // int(self.context_len))
+
+
+def stream_sha256(stream) -> str:
+    sha = getattr(stream, "sha256", None)
+    if sha:
+        return str(sha)
+    return hashlib.sha256(np.ascontiguousarray(stream.tokens).tobytes()).hexdigest()
+
+
+def check_vocab(stream, model: ModelSource) -> None:
+    """UserError unless every token id and start_id is < the model's vocabulary size."""
+    tokens = np.asarray(stream.tokens)
+    top = int(tokens.max()) if tokens.size else -1
+    top = max(top, int(stream.start_id))
+    if top >= model.vocab_size:
+        raise UserError(f"token id {top} in the data is >= the model's vocabulary size "
+                        f"{model.vocab_size}; use a model trained with the stream's tokenizer")
+
+
+def build_manifest(stream, model: ModelSource, cfg: EvalConfig) -> dict:
+    return {
+        "stream_sha256": stream_sha256(stream), "n_tokens": int(len(stream.tokens)),
+        "n_docs": int(len(stream.doc_offsets) - 1), "start_id": int(stream.start_id),
+        "model": dict(model.ident), "vocab_size": int(model.vocab_size),
+        "context_len": cfg.context_len, "stride": cfg.stride, "mode": cfg.mode,
+        "n_samples": cfg.n_samples, "seed": cfg.seed if cfg.mode == "sampled" else None,
+        "dtype": cfg.dtype, "shard_windows": cfg.shard_windows,
+        "grids": {"alphas": list(ALPHA_GRID), "topk": list(TOPK), "centers": list(CENTERS),
+                  "betting_lambdas": [float(x) for x in BETTING_LAMBDAS]},
+    }
+
+
+def _identity(man: dict) -> dict:
+    m = dict(man)
+    m["model"] = {k: v for k, v in man["model"].items() if k != "path"}
+    return m
+
+
+def _atomic_json(path: str, obj) -> None:
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=1, sort_keys=True, default=_jsonable)
+    os.replace(tmp, path)
+
+
+def _jsonable(x):
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    raise TypeError(type(x))
+
+
+def check_or_write_manifest(out_dir: str, manifest: dict, write: bool = True) -> None:
+    """UserError if OUT holds a different evaluation; otherwise (re)write manifest.json."""
+    path = os.path.join(out_dir, "manifest.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f)
+        new = json.loads(json.dumps(manifest, default=_jsonable))
+        if _identity(old) != _identity(new):
+            diff = sorted(k for k in set(old) | set(new) if
+                          _identity(old).get(k) != _identity(new).get(k))
+            raise UserError(f"--out {out_dir} holds a different evaluation (differs in "
+                            f"{', '.join(diff)}); use a new --out directory")
+    elif write:
+        os.makedirs(os.path.join(out_dir, "shards"), exist_ok=True)
+        _atomic_json(path, manifest)
+
+
+def plan(stream, cfg: EvalConfig):
+    """(windows, scored window ids ascending, draws or None, list of shards (id arrays))."""
+    windows = make_windows(stream.doc_offsets, cfg.context_len, cfg.stride)
+    draws = None
+    if cfg.mode == "sampled":
+        draws = draw_windows(cfg.n_samples, stream.doc_offsets, cfg.context_len, cfg.stride,
+                             cfg.seed)
+        idx = np.unique(draws)
+    else:
+        idx = np.arange(len(windows), dtype=np.int64)
+    k = cfg.shard_windows
+    return windows, idx, draws, [idx[i:i + k] for i in range(0, idx.size, k)]
+
+
+def rank_shards(n_shards: int, seed: int, rank: int, world: int) -> list[int]:
+    """Shards of `rank`: a disjoint, seeded share `perm[rank::world]`, ascending."""
+    if world == 1:
+        return list(range(n_shards))
+    perm = np.random.default_rng([int(seed), SHARD_STREAM]).permutation(n_shards)
+    return sorted(int(i) for i in perm[rank::world])
+
+
+def shard_path(out_dir: str, i: int) -> str:
+    return os.path.join(out_dir, "shards", f"shard_{i:06d}.npz")
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def evaluate(model: ModelSource, stream, out_dir: str, cfg: EvalConfig, *,
+             rank: int = 0, world: int = 1, progress: bool = False) -> dict:
+    """Score `stream` with `model` into OUT (resumable); returns the eval.json dict.
+
+    Finished shards in OUT/shards are reused (never rescored); the merged result is identical
+    to an uninterrupted run. Raises UserError for a mismatched OUT, vocabulary or context.
+    """
+    if model.max_context is not None and cfg.context_len > model.max_context:
+        raise UserError(f"--context {cfg.context_len} exceeds the model's maximum context "
+                        f"{model.max_context}; pass --context {model.max_context} or less")
+    check_vocab(stream, model)
+    manifest = build_manifest(stream, model, cfg)
+    if rank == 0:
+        check_or_write_manifest(out_dir, manifest)
+    _barrier(world)
+    check_or_write_manifest(out_dir, manifest, write=False)
+    windows, idx, draws, shards = plan(stream, cfg)
+    meta = stats_meta(model.vocab_size, ALPHA_GRID, TOPK, CENTERS, BETTING_LAMBDAS)
+    todo = [i for i in rank_shards(len(shards), cfg.seed, rank, world)
+            if not os.path.exists(shard_path(out_dir, i))]
+    n_todo = int(sum(windows.n_scored[shards[i]].sum() for i in todo))
+    log.info("rank %d: %d of %d shards to score (%s tokens)", rank, len(todo), len(shards),
+             f"{n_todo:,}")
+    bar = _bar(n_todo, progress and rank == 0)
+    t0 = time.perf_counter()
+    for i in todo:
+        ws = score_windows(model.fn, stream.tokens, stream.doc_offsets, stream.start_id,
+                           windows, shards[i], meta, batch_size=cfg.batch_size,
+                           device=cfg.device, exact=cfg.mode == "exact",
+                           vocab_chunk=cfg.vocab_chunk, on_batch=bar.update if bar else None)
+        ws.meta["shard"] = i
+        ws.save(shard_path(out_dir, i))
+    seconds = time.perf_counter() - t0
+    if bar:
+        bar.close()
+    _barrier(world)
+    result_path = os.path.join(out_dir, "eval.json")
+    if rank == 0:
+        timing = {"seconds": seconds, "tokens_scored_this_run": n_todo,
+                  "tokens_per_s": n_todo / seconds if seconds > 0 else None, "world": world,
+                  "device": cfg.device, "batch_size": cfg.batch_size,
+                  "platform": platform.platform()}
+        _merge_and_write(out_dir, manifest, len(shards), draws, timing, asdict(cfg))
+    _barrier(world)
+    with open(result_path) as f:
+        return json.load(f)
+
+
+def _bar(total: int, on: bool):
+    if not on:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="tok", unit_scale=True, desc="scoring", smoothing=0.1)
+
+
+def _merge_and_write(out_dir, manifest, n_shards, draws, timing, config) -> WindowStats:
+    """Merge all shards in shard order into stats.npz and write eval.json."""
+    missing = [i for i in range(n_shards) if not os.path.exists(shard_path(out_dir, i))]
+    if missing:
+        raise RuntimeError(f"{len(missing)} shards missing after scoring (first: {missing[0]})")
+    stats = WindowStats.merge_all([WindowStats.load(shard_path(out_dir, i))
+                                   for i in range(n_shards)])
+    stats.meta.pop("shard", None)
+    stats.draws = draws
+    stats.save(os.path.join(out_dir, "stats.npz"))
+    tot = stats.totals()
+    result = {"manifest": manifest, "config": config, "timing": timing,
+              "totals": {k: (v.tolist() if isinstance(v, np.ndarray) else v)
+                         for k, v in tot.items()},
+              "a": stats.meta["a"], "c": stats.meta["c"], "n_shards": n_shards,
+              "stats_file": "stats.npz"}
+    _atomic_json(os.path.join(out_dir, "eval.json"), result)
+    return stats
+
+
+def load_result(out_dir: str) -> tuple[WindowStats, dict]:
+    """(merged WindowStats, eval.json dict) of a finished evaluation directory."""
+    path = os.path.join(out_dir, "eval.json")
+    if not os.path.exists(path):
+        raise UserError(f"{out_dir} has no eval.json; run `tokenbound evaluate --out {out_dir}`")
+    with open(path) as f:
+        res = json.load(f)
+    return WindowStats.load(os.path.join(out_dir, "stats.npz")), res

@@ -1,0 +1,123 @@
+"""Model sources for evaluation: a tokenbound message, a Hugging Face directory, a GGUF file.
+
+`load_model_fn(source, device, dtype)` returns a `ModelSource` whose `fn` maps (B, T) int64
+token ids to (B, T, V) logits (position ids 0..T-1, no KV cache). The message case scores
+exactly the model decoded from the message (`tokenbound.compression.decode`) and records the
+message sha256; the other cases record the sha256 of the file(s) read. With dtype "bf16" the
+weights are cast to bfloat16 (the per-token statistics still use an fp32 log-softmax).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from tokenbound.errors import UserError
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+@dataclass
+class ModelSource:
+    """A loaded model: `fn` (B, T) -> (B, T, V); `vocab_size` = V (logits width);
+    `max_context` the longest input it accepts (None if unknown); `ident` provenance
+    (kind, path, sha256) recorded in the manifest."""
+
+    fn: Callable[[torch.Tensor], torch.Tensor]
+    vocab_size: int
+    max_context: int | None
+    ident: dict
+
+
+def file_sha256(path: str, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def dir_sha256(path: str) -> str:
+    """sha256 over (relative name, file sha256) of every file under `path`, sorted."""
+    h = hashlib.sha256()
+    for root, dirs, files in sorted(os.walk(path)):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            h.update(f"{os.path.relpath(full, path)}\0{file_sha256(full)}\n".encode())
+    return h.hexdigest()
+
+
+def _probe_vocab(fn, device: str) -> int:
+    with torch.inference_mode():
+        return int(fn(torch.zeros(1, 1, dtype=torch.int64, device=device)).shape[-1])
+
+
+def _hf_context(config) -> int | None:
+    for name in ("n_positions", "max_position_embeddings", "n_ctx", "seq_length"):
+        if getattr(config, name, None):
+            return int(getattr(config, name))
+    return None
+
+
+def _wrap_hf(model, device: str, dtype: str, kind: str, path: str, sha: str) -> ModelSource:
+    model = model.to(device=device, dtype=DTYPES[dtype]).eval()
+
+    def fn(idx: torch.Tensor) -> torch.Tensor:
+        return model(input_ids=idx, use_cache=False).logits  # (B, T, V)
+
+    return ModelSource(fn, _probe_vocab(fn, device), _hf_context(model.config),
+                       {"kind": kind, "path": os.path.abspath(path), "sha256": sha})
+
+
+def _load_message(path: str, device: str, dtype: str) -> ModelSource:
+    from tokenbound.compression import decode  # the decoded model is the one scored
+
+    model, cfg, info = decode(path)
+    model = model.to(device=device, dtype=DTYPES[dtype]).eval()
+
+    def fn(idx: torch.Tensor) -> torch.Tensor:
+        out = model(idx)
+        return out[0] if isinstance(out, tuple) else out  # (B, T, V)
+
+    ctx = next((int(getattr(cfg, n)) for n in ("block_size", "context_len", "n_ctx")
+                if getattr(cfg, n, None)), None)
+    ident = {"kind": "message", "path": os.path.abspath(path), "sha256": file_sha256(path),
+             "message_bytes": os.path.getsize(path)}
+    return ModelSource(fn, _probe_vocab(fn, device), ctx, ident)
+
+
+def load_model_fn(source: str, device: str = "cpu", dtype: str = "fp32") -> ModelSource:
+    """Load SOURCE: a directory -> Hugging Face causal LM; `*.gguf` -> GGUF via transformers;
+    any other file -> tokenbound message."""
+    if dtype not in DTYPES:
+        raise UserError(f"--dtype must be one of {sorted(DTYPES)} (got {dtype!r})")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda requested but no CUDA device is available; use --device cpu")
+    if not os.path.exists(source):
+        raise UserError(f"--model {source!r} does not exist; pass a message file, a Hugging Face "
+                        "model directory or a .gguf file")
+    if os.path.isdir(source):
+        if not os.path.exists(os.path.join(source, "config.json")):
+            raise UserError(f"--model {source!r} is a directory without config.json; pass a "
+                            "Hugging Face model directory")
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(source, torch_dtype=DTYPES[dtype])
+        return _wrap_hf(model, device, dtype, "hf", source, dir_sha256(source))
+    if source.endswith(".gguf"):
+        from transformers import AutoModelForCausalLM
+
+        log.info("loading GGUF %s (dequantized by transformers; slow)", source)
+        model = AutoModelForCausalLM.from_pretrained(
+            os.path.dirname(os.path.abspath(source)), gguf_file=os.path.basename(source),
+            torch_dtype=DTYPES[dtype])
+        return _wrap_hf(model, device, dtype, "gguf", source, file_sha256(source))
+    return _load_message(source, device, dtype)
