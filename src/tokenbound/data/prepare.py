@@ -1,0 +1,121 @@
+"""Corpus + tokenizer -> `OUT/train/` and `OUT/heldout/` token streams (`tokenbound prepare`).
+
+Each split is written with `write_stream` (atomic). A split whose directory already holds a
+valid stream prepared with the same request (corpus, tokenizer spec and file hash, split
+settings) is skipped; any other existing stream needs `force=True`. The request is recorded
+as `meta["request"]`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import platform
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tokenbound.data.corpora import Corpus
+from tokenbound.data.files import Document
+from tokenbound.data.stream import TokenStream, is_stream, open_stream
+from tokenbound.data.tokenizer import Tokenizer
+from tokenbound.data.write import write_stream
+from tokenbound.errors import UserError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "heldout")
+_BATCH = 64  # documents per tokenizer batch
+
+
+@dataclass(frozen=True)
+class SplitSummary:
+    """What `prepare_corpus` did for one split."""
+
+    split: str
+    stream: TokenStream
+    n_bytes: int  # UTF-8 bytes of the documents' text (EOT tokens excluded)
+    skipped: bool  # True: an identical stream already existed and was kept
+
+
+def make_request(corpus_name: str, tokenizer: Tokenizer, **settings) -> dict:
+    """The settings that determine the streams (compared to skip an identical prepare)."""
+    return dict(corpus=corpus_name, tokenizer=tokenizer.spec,
+                tokenizer_sha256=tokenizer.source_sha256, **settings)
+
+
+def existing_status(out: Path, request: dict, force: bool) -> dict[str, bool]:
+    """split -> True when `out/split` already holds this request's stream (skip it).
+
+    UserError when a split directory holds something else and `force` is False."""
+    status = {}
+    for split in SPLITS:
+        d = out / split
+        if not d.exists() or (d.is_dir() and not any(d.iterdir())):
+            status[split] = False
+            continue
+        same = is_stream(d) and open_stream(d).meta.get("request") == request
+        if not same and not force:
+            raise UserError(f"{d} already exists and was not prepared with these settings; "
+                            f"pass --force to replace it or choose another --out")
+        status[split] = same and not force
+    return status
+
+
+def _token_docs(docs: list[Document], tok: Tokenizer, bar) -> Iterator[np.ndarray]:
+    """Encode documents in order (batched for `hf:`/`gguf:`), closing EOT appended."""
+    batch_encode = getattr(tok, "encode_many", None)
+    for i in range(0, len(docs), _BATCH):
+        chunk = docs[i:i + _BATCH]
+        if batch_encode is None:
+            encoded = [tok.encode_document(d.text, d.name) for d in chunk]
+        else:
+            encoded = [ids if tok.eot_id is None else np.append(ids, np.int64(tok.eot_id))
+                       for ids in batch_encode([d.text for d in chunk])]
+        for d, ids in zip(chunk, encoded):
+            if ids.size == 0:
+                raise UserError(f"document {d.name} encodes to no tokens; remove it")
+            bar.update(len(d.text.encode("utf-8")))
+            yield ids
+
+
+def _meta(corpus: Corpus, split: str, docs: list[Document], tok: Tokenizer, request: dict,
+          n_bytes: int) -> dict:
+    from tokenbound import __version__ as version
+
+    return dict(
+        tokenizer=tok.spec, tokenizer_sha256=tok.source_sha256, vocab_size=tok.vocab_size,
+        eot_id=tok.eot_id, start_id=tok.start_id, corpus=corpus.name, split=split,
+        split_rule=corpus.split_rule, corpus_info=corpus.info, n_bytes=n_bytes,
+        request=request, doc_names=[d.name for d in docs],
+        created=dict(utc=datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="seconds"), tokenbound=version, python=sys.version.split()[0],
+            platform=platform.platform()))
+
+
+def prepare_corpus(corpus: Corpus, tok: Tokenizer, out: str | Path, request: dict, *,
+                   force: bool = False, progress: bool = False) -> list[SplitSummary]:
+    """Tokenize `corpus` with `tok` into `out/train` and `out/heldout` (module docstring)."""
+    from tqdm.auto import tqdm
+
+    out = Path(out)
+    skip = existing_status(out, request, force)
+    results = []
+    for split in SPLITS:
+        docs = corpus.split(split)
+        n_bytes = sum(len(d.text.encode("utf-8")) for d in docs)
+        if skip[split]:
+            results.append(SplitSummary(split, open_stream(out / split), n_bytes, True))
+            continue
+        if not docs:
+            log.warning("the %s split of %s is empty", split, corpus.name)
+        with tqdm(total=n_bytes, unit="B", unit_scale=True, desc=f"tokenize {split}",
+                  disable=not progress, leave=False) as bar:
+            stream = write_stream(out / split, _token_docs(docs, tok, bar),
+                                  _meta(corpus, split, docs, tok, request, n_bytes),
+                                  overwrite=True)
+        results.append(SplitSummary(split, stream, n_bytes, False))
+    return results
