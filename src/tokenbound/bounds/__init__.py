@@ -1,1 +1,27 @@
-"""tokenbound.bounds (being built)."""
+"""Generalization bounds for sequence models, token by token (DESIGN 2). numpy + scipy only.
+
+Primitives (`basics`, `token`, `sampling`) take `K` in nats and return terms; the high-level
+entry points (`certify_exact`, `certify_topk_exact`, `certify_sampled`, `certify_documents`)
+take the per-alpha/center statistics of the evaluation and return a `Certification` holding the
+best `BoundResult` and every candidate compared. `paper_bound` reproduces the published
+arithmetic and is labelled `certificate=False`.
+"""
+
+from tokenbound.bounds import grids
+from tokenbound.bounds.basics import (LN2 as LN2_NATS, complexity_nats, ln_grid, prefix_free_bits, psi, smoothing,
+                                      split_delta)
+from tokenbound.bounds.certify import certify_documents, certify_exact, certify_topk_exact
+from tokenbound.bounds.compat import paper_bound
+from tokenbound.bounds.result import BoundResult, Certification
+from tokenbound.bounds.sampled import certify_sampled
+from tokenbound.bounds.sampling import (betting_ucb, hoeffding_ucb, maurer_pontil_ucb,
+                                        sample_ucb)
+from tokenbound.bounds.token import azuma_term, betting_bound, fan_term, kl_bound
+
+__all__ = [
+    "grids", "LN2_NATS", "smoothing", "prefix_free_bits", "ln_grid", "complexity_nats", "split_delta", "psi",
+    "azuma_term", "fan_term", "betting_bound", "kl_bound",
+    "hoeffding_ucb", "maurer_pontil_ucb", "betting_ucb", "sample_ucb",
+    "certify_exact", "certify_topk_exact", "certify_sampled", "certify_documents",
+    "paper_bound", "BoundResult", "Certification",
+]

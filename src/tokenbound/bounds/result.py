@@ -1,0 +1,87 @@
+"""What a bound result carries (DESIGN 2.8): a frozen, JSON-able record of every term and input."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+
+def _jsonable(value):
+    """Floats/ints/str/None/bool, dicts and lists thereof; non-finite floats become None."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class BoundResult:
+    """One upper bound, in bits per token (or error rate for top-k), with all its terms.
+
+    `value = empirical + complexity_term + sampling_term` (up to float rounding), where
+    `empirical` is the mean loss with the offset included (`Rhat = a + Xbar`; the sample mean in
+    sampled mode). For the betting and kl families the complexity term is defined as
+    `value - empirical - sampling_term` (the bound is not additive in form).
+    """
+
+    value: float  #: the bound (bits/token, offset included; error rate for top-k)
+    empirical: float  #: mean loss (bits/token, offset included) or error rate
+    offset: float  #: smoothing offset a (bits); 0 for top-k
+    range: float  #: range c of X = l - a (bits); 1 for top-k
+    complexity_term: float  #: excess paid for K (and the variance, for Bernstein)
+    sampling_term: float  #: UCB(Xbar) - sample mean; 0 in exact mode
+    family: str  #: "azuma", "bernstein", "betting", "kl", "document", "paper"
+    alpha: float | None  #: prediction smoothing (None for top-k)
+    lam: float | None  #: chosen lambda (None for azuma/document/paper)
+    center: str | None  #: center of the variance-adaptive families (None otherwise)
+    delta: float  #: total confidence budget
+    delta_split: dict  #: {"delta_1": ..., "delta_2": ..., "delta_3": ...}
+    code_bits: int  #: payload bits C
+    prefix_free_bits: float  #: C + 2 log2 C
+    extra_bits: int  #: self-delimiting extra bits E
+    k_nats: float  #: K in nats (all parts summed)
+    k_parts: dict  #: name -> nats ("code", "extra", "delta", "grid:<name>")
+    m: int  #: scored tokens (population); documents for the document-level bound
+    n: int | None  #: sampled windows (None in exact mode)
+    grid_sizes: dict  #: every grid searched, name -> size (incl. "sample_candidates" G)
+    random_guess: float | None  #: log2 V bits (1 - k/V for top-k)
+    vacuous: bool  #: value >= random guess (or >= a + c when unknown)
+    certificate: bool  #: False for the paper's compatibility arithmetic
+    statement: str = ""  #: what is bounded, in words
+    extras: dict = field(default_factory=dict)  #: family-specific numbers (v, UCBs, ...)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict (non-finite floats -> None)."""
+        return _jsonable(dataclasses.asdict(self))
+
+
+def is_vacuous(value: float, random_guess: float | None, offset: float, range_c: float) -> bool:
+    """A bound is vacuous if it is no better than guessing uniformly (or than the trivial a + c)."""
+    trivial = offset + range_c
+    ref = trivial if random_guess is None else min(random_guess, trivial)
+    return bool(value >= ref)
+
+
+@dataclass(frozen=True)
+class Certification:
+    """The best certified bound and every candidate compared (all paid in the union bound).
+
+    `document` is the separate document-level certificate (its own delta, i.i.d.-documents
+    assumption), never part of `best`.
+    """
+
+    best: BoundResult
+    candidates: tuple[BoundResult, ...]
+    document: BoundResult | None = None
+
+    def to_dict(self) -> dict:
+        return {"best": self.best.to_dict(),
+                "candidates": [c.to_dict() for c in self.candidates],
+                "document": None if self.document is None else self.document.to_dict()}
