@@ -66,7 +66,8 @@ class GPTConfig:
                                 "divide the input and output widths of those layers")
     subspace_dim: int | None = _f(None, "train only w in theta = theta0 + P w with this "
                                         "dimension d (random subspace; over LoRA = SubLoRA)")
-    subspace_orthonormal: bool = _f(True, "QR-orthonormalize the two Kronecker factors of P")
+    subspace_orthonormal: bool = _f(False, "QR-orthonormalize the two Kronecker factors of P "
+                                           "(off: scaled Gaussians; see subspace.py)")
     subspace_per_tensor: bool = _f(False, "scale each tensor's slice of P w to its init "
                                           "scale (see subspace.py)")
     init_std: float = _f(0.02, "std of the normal init of dense weights and embeddings")
@@ -193,7 +194,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                                help=helptext)
         else:
             typ = str if isinstance(default, str) else float if isinstance(default, float) else int
-            group.add_argument(flag, type=typ, default=None, help=helptext)
+            choices = POSITION_KINDS if f.name == "position" else None
+            group.add_argument(flag, type=typ, default=None, choices=choices, help=helptext)
 
 
 def _show(value: Any) -> str:
