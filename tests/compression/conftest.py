@@ -78,3 +78,25 @@ def toy():
         model.norm.weight.add_(0.01 * torch.arange(cfg.width))
         model.emb.weight.mul_(1.5)
     return model, cfg
+
+
+def _forge(msg: bytes, edit) -> bytes:
+    """`msg` with its JSON header replaced by `edit(header)`, CRC recomputed (a valid frame)."""
+    import json
+    import zlib
+
+    from tokenbound.compression.wire import Reader, varint
+
+    r = Reader(msg, pos=5)
+    hlen = r.varint("header length")
+    start = r.pos
+    header = json.loads(zlib.decompress(msg[start:start + hlen]))
+    edit(header)
+    hj = zlib.compress(json.dumps(header, sort_keys=True, separators=(",", ":")).encode())
+    body = msg[:5] + varint(len(hj)) + hj + msg[start + hlen:-4]
+    return body + zlib.crc32(body).to_bytes(4, "little")
+
+
+@pytest.fixture
+def forge():
+    return _forge

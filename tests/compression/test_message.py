@@ -80,7 +80,7 @@ def _reseal(body: bytes) -> bytes:
     return body + zlib.crc32(body).to_bytes(4, "little")
 
 
-def test_version_magic_checksum_and_mismatch_errors(toy):
+def test_version_magic_checksum_and_mismatch_errors(toy, forge):
     model, cfg = toy
     msg = encode(model, cfg, quantize_(model, QuantConfig(levels=5)))
     with pytest.raises(MessageError, match="version 2"):
@@ -90,14 +90,7 @@ def test_version_magic_checksum_and_mismatch_errors(toy):
     with pytest.raises(MessageError, match="checksum"):
         decode(msg[:-5] + bytes([msg[-5] ^ 1]) + msg[-4:])
     # a header for a wider model: names match, shapes do not
-    from tokenbound.compression.wire import Reader, varint
-    r = Reader(msg, pos=5)
-    hlen = r.varint("header length")
-    start = r.pos
-    header = json.loads(msg[start:start + hlen])
-    header["config"]["width"] = 16
-    hj = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
-    forged = _reseal(msg[:5] + varint(len(hj)) + hj + msg[start + hlen:-4])
+    forged = forge(msg, lambda h: h["config"].update(width=16))
     with pytest.raises(MessageError, match="do not match"):
         decode(forged)
     with pytest.raises(UserError, match="not found"):

@@ -7,7 +7,8 @@ Format, version 1 (all integers little-endian; "varint" = unsigned LEB128, see `
 
     magic   b"TBQM"                                   4 bytes   } part "header"
     version 0x01                                      1 byte    }
-    H       varint, then H bytes of UTF-8 JSON header           }
+    H       varint, then H bytes: zlib (deflate, level 9)   }
+            of the UTF-8 JSON header (at most 16 MiB inflated)  }
     for each group g (header "groups", in order):
       codebook  L_g float16 values                    2 L_g bytes   part "codebooks"
       counts    L_g varints (symbol counts)                         part "counts"
@@ -47,6 +48,7 @@ from tokenbound.errors import UserError
 MAGIC = b"TBQM"
 VERSION = 1
 MAX_LEVELS = 65535
+MAX_HEADER_BYTES = 1 << 24  # inflated JSON header
 MAX_ELEMENTS = 1 << 34  # sanity cap on the total number of charged values in a header
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
           "float64": torch.float64}
@@ -89,7 +91,7 @@ def encode(model, cfg, qstate: QuantizedState, extra_header: dict | None = None)
                     for n, t in state.items()],
         "groups": [len(g.codebook) for g in qstate.groups],
     }
-    hjson = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    hjson = zlib.compress(json.dumps(header, sort_keys=True, separators=(",", ":")).encode(), 9)
     out = bytearray(MAGIC + bytes([VERSION]) + varint(len(hjson)) + hjson)
     for g in qstate.groups:
         counts = g.counts
@@ -126,9 +128,13 @@ def _check_frame(data: bytes) -> Reader:
 
 def _parse_header(r: Reader) -> dict:
     hlen = r.varint("header length", limit=r.remaining)
+    inflater = zlib.decompressobj()
     try:
-        header = json.loads(bytes(r.take(hlen, "header")).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        text = inflater.decompress(bytes(r.take(hlen, "header")), MAX_HEADER_BYTES)
+        if not inflater.eof or inflater.unconsumed_tail or inflater.unused_data:
+            raise MessageError("message header is truncated, trailing or too large")
+        header = json.loads(text.decode("utf-8"))
+    except (zlib.error, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise MessageError(f"message header is not valid JSON ({exc})") from None
     ok = (isinstance(header, dict) and isinstance(header.get("builder"), str)
           and isinstance(header.get("tensors"), list) and isinstance(header.get("groups"), list)

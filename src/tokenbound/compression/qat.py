@@ -55,10 +55,12 @@ def _ste_weights(groups, latents, centroids, shapes) -> dict:
 
 
 def qat_finetune(model, qstate: QuantizedState, batches, steps: int, lr: float,
-                 momentum: float = 0.9) -> QuantizedState:
-    """Fine-tune latents and centroids for `steps` batches `(x, y, ...)` (B, T) int64.
+                 momentum: float = 0.9, ignore_index: int = -100) -> QuantizedState:
+    """Fine-tune latents and centroids for `steps` batches `(x, y[, doc_ids])` (B, T) int64.
 
-    Loss: mean next-token cross entropy of `model(x)` (B, T, V) against `y`. Returns the new
+    Loss: mean next-token cross entropy of `model(x, doc_ids=doc_ids)` (B, T, V) against `y`
+    (targets equal to `ignore_index` skipped; `doc_ids` passed only when the batch has them,
+    as `tokenbound.training.batch_iterator` yields). Returns the new
     QuantizedState (float16 centroids, nearest-centroid symbols); the model's weights are set
     to it in place.
     """
@@ -77,11 +79,14 @@ def qat_finetune(model, qstate: QuantizedState, batches, steps: int, lr: float,
     model.train()
     it = iter(batches)
     for step in range(steps):
-        x, y = next(it)[:2]
+        batch = [t.to(device) for t in next(it)]
+        x, y = batch[:2]
+        kwargs = {"doc_ids": batch[2]} if len(batch) > 2 else {}
         weights = _ste_weights(qstate.groups, latents, centroids, shapes)
         params = {**fixed, **{pnames[n]: w for n, w in weights.items()}}
-        logits = functional_call(model, params, (x,))  # (B, T, V)
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
+        logits = functional_call(model, params, (x,), kwargs)  # (B, T, V)
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1),
+                               ignore_index=ignore_index)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

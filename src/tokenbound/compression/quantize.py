@@ -119,6 +119,9 @@ def nearest(values: np.ndarray, codebook: np.ndarray) -> np.ndarray:
 
 
 def _to_fp16(cb: np.ndarray) -> np.ndarray:
+    if not np.all(np.isfinite(cb)):
+        raise UserError("a quantization centroid is not finite (diverged QAT or NaN weights); "
+                        "lower the QAT learning rate or check the model")
     if np.any(np.abs(cb) > FP16_MAX):
         raise UserError("a quantization centroid exceeds the float16 range (65504); exclude that "
                         "tensor with QuantConfig.exclude / --exclude")
