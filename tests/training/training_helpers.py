@@ -35,3 +35,33 @@ class TableModel(nn.Module):
 
     def forward(self, idx, doc_ids=None):
         return self.table[idx]  # (B, T, V)
+
+
+def write_toy_data(root, n_train: int = 60, n_heldout: int = 20, seed: int = 0):
+    """DATA/train and DATA/heldout: cyclic sequences over ids 1..7, closed by EOT = 15."""
+    from tokenbound.data import write_stream
+
+    rng = np.random.default_rng(seed)
+    docs = [np.array([1 + (i + j) % 7 for j in range(int(rng.integers(5, 30)))] + [15])
+            for i in range(n_train + n_heldout)]
+    meta = {"tokenizer": "toy", "vocab_size": 16, "eot_id": 15, "start_id": 15}
+    write_stream(f"{root}/train", docs[:n_train], meta)
+    write_stream(f"{root}/heldout", docs[n_train:], meta)
+    return str(root)
+
+
+def tiny_model_config(**kw):
+    """A GPT small enough for a step to take about a millisecond."""
+    from tokenbound.models import GPTConfig
+
+    base = dict(vocab_size=16, context_len=16, n_layer=1, n_head=2, d_model=16)
+    return GPTConfig(**(base | kw))
+
+
+def tiny_train_config(data, out, **kw):
+    from tokenbound.training import TrainConfig
+
+    base = dict(data=data, out=str(out), model=tiny_model_config(), steps=6, batch_size=4,
+                context_len=12, eval_interval=3, eval_batches=2, ckpt_interval=2, bf16=False,
+                device="cpu")
+    return TrainConfig(**(base | kw))

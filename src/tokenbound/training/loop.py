@@ -156,7 +156,7 @@ class _Trainer:
         nats = D.all_reduce_sum(p["pending_nats"], self.world, self.device)
         point = {"step": done, "lr": lr_at(done - 1, self.cfg),
                  "train_bits": nats / max(1, p["pending_targets"]) / LN2}
-        if self.rank == 0 and self.heldout is not None:
+        if self.rank == 0 and self.heldout is not None and self.cfg.eval_batches:
             point["heldout_bits"] = self._estimate(self.heldout)
         p["curve"].append(point)
         p["pending_nats"], p["pending_targets"] = 0.0, 0
@@ -183,8 +183,7 @@ class _Trainer:
             summary = {
                 "steps": cfg.steps, "tokens_seen": p["tokens_seen"],
                 "train_bits": self._estimate(self.train_stream) if cfg.eval_batches else None,
-                "heldout_bits": (self._estimate(self.heldout)
-                                 if self.heldout is not None and cfg.eval_batches else None),
+                "heldout_bits": p["curve"][-1].get("heldout_bits"),  # taken at the last step
                 "tokens_per_s": p["tokens_seen"] / max(p["train_seconds"], 1e-9),
                 "train_seconds": p["train_seconds"], "wall_seconds": p["wall_seconds"],
                 "world_size": self.world, "curve": p["curve"],
