@@ -53,9 +53,10 @@ class GPTConfig:
     tie_embeddings: bool = _f(True, "output head shares the token-embedding matrix")
     position: str = _f("learned", "position encoding: learned (absolute table), rope "
                                   "(rotary, relative) or none")
-    max_context: int | None = _f(None, "attend only to the last k tokens (banded causal mask); "
-                                       "with position=rope or none the model is then an exact "
-                                       "order-(k-1) Markov predictor")
+    max_context: int | None = _f(None, "each layer attends only to the last k tokens (banded "
+                                       "causal mask); the logits then depend on the last "
+                                       "n_layer*(k-1)+1 tokens (and, with learned positions, "
+                                       "on the position id)")
     dropout: float = _f(0.0, "dropout probability during training (attention and residual)")
     linear: dict = _f({"attn": "dense", "mlp": "dense", "head": "dense"},
                       "parametrization per layer group, e.g. attn=monarch,mlp=lora,head=dense; "

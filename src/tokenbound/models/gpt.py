@@ -7,10 +7,12 @@
   block-diagonal causal: a token attends only to earlier tokens of its own document (a
   document is a maximal run of equal consecutive ids), and position ids restart at 0 at each
   document start, so a document inside a packed row gets exactly the logits it gets alone.
-- `max_context = k` bands the mask: token i attends to tokens i-k+1 .. i only. With
-  `position="rope"` (relative) or `"none"` the logits at i are then a function of those k
-  tokens alone (an order-(k-1) Markov predictor); with learned absolute positions they also
-  depend on the position id of i.
+- `max_context = k` bands the mask in every layer: token i attends to tokens i-k+1 .. i only.
+  Layers compose, so the logits at i depend on the last `R = n_layer (k - 1) + 1` tokens
+  (the receptive field; exactly k when n_layer = 1). With `position="rope"` (relative) or
+  `"none"` they are a function of those R tokens alone (an order-(R-1) Markov predictor); with
+  learned absolute positions they also depend on the position id of i. (For an exact k-token
+  context with any model, evaluate with context k and stride 1 instead.)
 - Linear maps of the attention (`attn`: qkv, proj), MLP (`mlp`: fc, proj) and untied head
   (`head`) use the parametrization chosen in `cfg.linear` (see `linear.py`).
 - No biases and parameter-free LayerNorms by default. Init as nanoGPT: N(0, init_std), the
