@@ -10,21 +10,6 @@ from tokenbound.errors import UserError
 TEXT = "To be, or not to be: café — 日本\n  tabs\tand  spaces\n"
 
 
-def _tiny_hf(path, specials=("<|endoftext|>",)):
-    """A byte-level BPE trained on a few sentences (round-trips any text)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tk = Tokenizer(models.BPE())
-    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tk.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, show_progress=False,
-                                  special_tokens=list(specials),
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tk.train_from_iterator(["to be or not to be", "that is the question"] * 20, trainer)
-    tk.save(str(path))
-    return tk
-
-
 def test_bytes():
     tok = tokenizer_from_spec("bytes")
     ids = tok.encode("hé\n")
@@ -56,8 +41,8 @@ def test_chars_errors_name_character_and_document():
         tokenizer_from_spec("chars:")
 
 
-def test_hf_tokenizer_round_trip_and_eot(tmp_path):
-    tk = _tiny_hf(tmp_path / "tokenizer.json")
+def test_hf_tokenizer_round_trip_and_eot(tmp_path, tiny_hf):
+    tk = tiny_hf(tmp_path / "tokenizer.json")
     tok = tokenizer_from_spec(f"hf:{tmp_path / 'tokenizer.json'}")
     assert tok.eot_id == tk.token_to_id("<|endoftext|>") == tok.start_id
     assert tok.vocab_size == tk.get_vocab_size(with_added_tokens=True)
@@ -73,8 +58,8 @@ def test_hf_tokenizer_round_trip_and_eot(tmp_path):
     assert tokenizer_from_spec(tok.spec).eot_id == tok.eot_id
 
 
-def test_hf_eot_override_and_absent(tmp_path):
-    tk = _tiny_hf(tmp_path / "t.json", specials=("<pad>", "</s>", "<s>"))
+def test_hf_eot_override_and_absent(tmp_path, tiny_hf):
+    tk = tiny_hf(tmp_path / "t.json", specials=("<pad>", "</s>", "<s>"))
     auto = tokenizer_from_spec(f"hf:{tmp_path / 't.json'}")
     assert auto.eot_id == tk.token_to_id("</s>")
     forced = tokenizer_from_spec(f"hf:{tmp_path / 't.json'}", eot="<pad>")
@@ -82,7 +67,7 @@ def test_hf_eot_override_and_absent(tmp_path):
     assert tokenizer_from_spec(forced.spec).eot_id == forced.eot_id
     with pytest.raises(UserError, match="not a token"):
         tokenizer_from_spec(f"hf:{tmp_path / 't.json'}", eot="<nope>")
-    tk_n = _tiny_hf(tmp_path / "n.json", specials=("<pad>", "<s>"))
+    tk_n = tiny_hf(tmp_path / "n.json", specials=("<pad>", "<s>"))
     none = tokenizer_from_spec(f"hf:{tmp_path / 'n.json'}")
     assert none.eot_id is None and none.start_id == tk_n.token_to_id("<s>") == 1
     assert none.encode_document("to be", "d").tolist() == none.encode("to be").tolist()

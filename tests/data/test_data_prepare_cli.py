@@ -1,0 +1,117 @@
+"""`tokenbound prepare` end to end on tiny corpora, and its bad-input exit codes."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tokenbound.cli import main
+from tokenbound.data import hash_heldout, open_stream, tokenizer_from_spec
+
+TEXTS = {f"doc{i:02d}.txt": f"Document {i}: to be or not to be, é{i}\n" * (i % 3 + 1)
+         for i in range(40)}
+
+
+@pytest.fixture
+def corpus_dir(tmp_path):
+    d = tmp_path / "corpus"
+    d.mkdir()
+    for name, text in TEXTS.items():
+        (d / name).write_text(text, encoding="utf-8")
+    return d
+
+
+def _decoded_docs(stream):
+    tok = tokenizer_from_spec(stream.meta["tokenizer"])
+    return {n: tok.decode(stream.doc(i)) for i, n in enumerate(stream.doc_names)}
+
+
+def test_prepare_bytes_round_trip_and_split(corpus_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["prepare", "--corpus", str(corpus_dir), "--out", str(out),
+                 "--heldout-fraction", "0.25"]) == 0
+    train, held = open_stream(out / "train", verify=True), open_stream(out / "heldout")
+    expect_held = sorted(n for n in TEXTS if hash_heldout(n, 0.25))
+    assert held.doc_names == expect_held and 0 < len(expect_held) < 40
+    assert train.doc_names == sorted(set(TEXTS) - set(expect_held))
+    assert {**_decoded_docs(train), **_decoded_docs(held)} == TEXTS
+    # bytes: no EOT, tokens are the UTF-8 bytes in sorted file order
+    expect = b"".join(TEXTS[n].encode() for n in train.doc_names)
+    assert train.tokens.astype(np.uint8).tobytes() == expect
+    assert (train.eot_id, train.start_id, train.meta["eot_delimited"]) == (None, 10, False)
+    assert train.meta["n_bytes"] == len(expect)
+    printed = capsys.readouterr().out
+    assert f"{len(train):,} tokens" in printed and train.sha256[:12] in printed
+    assert "conditional on the document layout" in printed
+    # a second identical run keeps the streams
+    assert main(["prepare", "--corpus", str(corpus_dir), "--out", str(out),
+                 "--heldout-fraction", "0.25"]) == 0
+    assert "already prepared" in capsys.readouterr().out
+
+
+def test_prepare_hf_tokenizer_eot_layout(corpus_dir, tmp_path, tiny_hf):
+    tk = tiny_hf(tmp_path / "tokenizer.json")
+    eot = tk.token_to_id("<|endoftext|>")
+    out = tmp_path / "out"
+    assert main(["prepare", "--corpus", str(corpus_dir), "--out", str(out),
+                 "--tokenizer", f"hf:{tmp_path / 'tokenizer.json'}"]) == 0
+    s = open_stream(out / "train")
+    assert s.eot_id == eot == s.start_id and s.meta["eot_delimited"] is True
+    for i, name in enumerate(s.doc_names):
+        doc = s.doc(i).tolist()
+        # every document is its own encoding followed by exactly one closing EOT
+        assert doc == tk.encode(TEXTS[name], add_special_tokens=False).ids + [eot]
+    assert s.tokens.tolist().count(eot) == s.n_docs
+
+
+def test_prepare_fasta_with_chars(tmp_path):
+    fa = tmp_path / "seqs.faa"
+    fa.write_text("".join(f">s{i}\nMKV{'A' * i}\nWL\n" for i in range(30)))
+    out = tmp_path / "out"
+    assert main(["prepare", "--corpus", str(fa), "--out", str(out),
+                 "--tokenizer", "chars:ACDEFGHIKLMNPQRSTVWY"]) == 0
+    s = open_stream(out / "train")
+    names = s.doc_names
+    assert s.meta["tokenizer"] == "chars:ACDEFGHIKLMNPQRSTVWY" and s.vocab_size == 20
+    i = names.index("s3")
+    # M=10, K=8, V=17, A=0, W=18, L=9 (positions in the alphabet)
+    assert s.doc(i).tolist() == [10, 8, 17, 0, 0, 0, 18, 9]
+
+
+def _prepare(*args):
+    return main(["prepare", *args])
+
+
+def test_exit_codes_for_bad_input(corpus_dir, tmp_path, capsys):
+    out = str(tmp_path / "out")
+    (tmp_path / "bad.txt").write_bytes(b"\xff\xfe")
+    (tmp_path / "empty").mkdir()
+    fa = tmp_path / "x.fa"
+    fa.write_text(">a\nACGN\n")
+    cases = [
+        (["--corpus", str(tmp_path / "nope"), "--out", out], "does not exist"),
+        (["--corpus", str(tmp_path / "empty"), "--out", out], "no (non-empty) documents"),
+        (["--corpus", str(tmp_path / "bad.txt"), "--out", out], "bad.txt is not UTF-8"),
+        (["--corpus", str(corpus_dir), "--out", out, "--tokenizer", "wordpiece"], "unknown"),
+        (["--corpus", str(fa), "--out", out, "--tokenizer", "chars:ACGT"], "document a:"),
+        (["--corpus", str(corpus_dir), "--out", out, "--doc-separator", "\\n"], "single text"),
+    ]
+    for args, msg in cases:
+        assert _prepare(*args) == 2, args
+        err = capsys.readouterr().err
+        assert msg in err and "Traceback" not in err and err.count("\n") == 1
+    assert not (tmp_path / "out" / "train").exists()
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_existing_output_needs_force(corpus_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _prepare("--corpus", str(corpus_dir), "--out", str(out)) == 0
+    sha = open_stream(out / "train").sha256
+    assert _prepare("--corpus", str(corpus_dir), "--out", str(out), "--tokenizer",
+                    "chars:abc") == 2
+    assert "--force" in capsys.readouterr().err
+    assert _prepare("--corpus", str(corpus_dir), "--out", str(out), "--heldout-fraction", "0.5",
+                    "--force") == 0
+    meta = json.loads((out / "train" / "meta.json").read_text())
+    assert meta["request"]["heldout_fraction"] == 0.5 and meta["sha256"] != sha
