@@ -89,7 +89,7 @@ def test_target_count_matches_the_labels():
 
 def test_bad_sizes_raise_user_errors():
     stream = toy_stream([[1, 2], [3]])  # A has 5 positions
-    with pytest.raises(UserError, match="context-len"):
+    with pytest.raises(UserError, match="seq-len"):
         make_batch(stream, 5, 2, seed=0, step=0)
     make_batch(stream, 4, 2, seed=0, step=0)  # 5 positions = L + 1: one admissible start
     with pytest.raises(UserError, match="divisible"):

@@ -1,13 +1,106 @@
-"""`tokenbound train` (not built yet)."""
+"""`tokenbound train`: train a (compressed-parametrization) GPT on a prepared token stream."""
 
-from tokenbound.errors import UserError
+from __future__ import annotations
 
-HELP = "(not built yet)"
+import argparse
+import os
+
+HELP = "train a GPT (dense, LoRA, Kronecker, Monarch, subspace) on a prepared token stream"
+DESCRIPTION = """Train a GPT on DATA/train (from `tokenbound prepare`), evaluating on DATA/heldout
+when it exists, and write RUN/config.json, RUN/model.safetensors, RUN/train.json (losses in bits
+per token: estimates on fixed seeded windows, not bounds) and RUN/ckpt/ (latest checkpoint).
+
+Interrupt it and rerun the same command to resume from the last checkpoint: the final weights
+are the same as those of an uninterrupted run. Rerunning a finished run prints its summary. A
+different configuration for an existing RUN is refused (use a new --out, or --force).
+Data parallel: `torchrun --nproc-per-node N -m tokenbound train ...` (gloo on CPU, nccl on GPU);
+each process gets batch-size/N rows of every batch; the result equals one process."""
+EPILOG = """examples:
+  tokenbound prepare --corpus shakespeare --out data/shakespeare-bytes
+  tokenbound train --data data/shakespeare-bytes --out runs/dense
+  tokenbound train --data data/shakespeare-bytes --out runs/monarch --arch monarch
+  tokenbound train --data data/shakespeare-bytes --out runs/sublora --arch lora --subspace-dim 5000
+"""
 
 
-def add_arguments(parser):
-    pass
+def add_arguments(parser) -> None:
+    from tokenbound.models import add_model_arguments
+    from tokenbound.training.config import TrainConfig
+
+    d = TrainConfig.__dataclass_fields__
+    g = parser.add_argument_group("training")
+    g.add_argument("--data", required=True, metavar="DIR", help=_doc("data"))
+    g.add_argument("--out", required=True, metavar="RUN", help=_doc("out"))
+    for name, typ in (("steps", int), ("batch_size", int), ("lr", float),
+                      ("min_lr_ratio", float), ("weight_decay", float), ("grad_clip", float),
+                      ("eval_interval", int), ("eval_batches", int), ("ckpt_interval", int)):
+        g.add_argument("--" + name.replace("_", "-"), type=typ, default=d[name].default,
+                       help=f"{_doc(name)} (default: {d[name].default})")
+    g.add_argument("--warmup", dest="warmup_frac", type=float,
+                   default=d["warmup_frac"].default,
+                   help=f"{_doc('warmup_frac')} (default: {d['warmup_frac'].default})")
+    g.add_argument("--betas", type=float, nargs=2, metavar=("B1", "B2"),
+                   default=d["betas"].default, help=_doc("betas") + " (default: 0.9 0.95)")
+    g.add_argument("--seq-len", dest="context_len", type=int, default=None, metavar="L",
+                   help=_doc("context_len"))
+    g.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
+                   help=_doc("bf16"))
+    g.add_argument("--data-seed", dest="train_seed", type=int, default=0, help=_doc("seed"))
+    g.add_argument("--device", default="auto", help=_doc("device"))
+    g.add_argument("--force", action="store_true",
+                   help="overwrite an existing RUN that has a different configuration")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_model_arguments(parser)
 
 
-def run(args):
-    raise UserError("this command is not built yet")
+def _doc(name: str) -> str:
+    """The field docstring of TrainConfig.<name>, without its leading '--flag: '."""
+    from tokenbound.training.config import FIELD_DOCS
+
+    text = FIELD_DOCS.get(name, "")
+    return text.split(": ", 1)[1] if text.startswith("--") and ": " in text else text
+
+
+def build_config(args):
+    """`TrainConfig` from parsed flags; the model's vocab_size defaults to the data's."""
+    from tokenbound.models import GPTConfig, config_from_args
+    from tokenbound.training import TrainConfig
+    from tokenbound.training.run import open_data
+
+    train_stream, _ = open_data(args.data)
+    model = config_from_args(args, base=GPTConfig(vocab_size=train_stream.vocab_size))
+    return TrainConfig(
+        data=args.data, out=args.out, model=model, steps=args.steps,
+        batch_size=args.batch_size, context_len=args.context_len, lr=args.lr,
+        warmup_frac=args.warmup_frac, min_lr_ratio=args.min_lr_ratio,
+        weight_decay=args.weight_decay, betas=tuple(args.betas), grad_clip=args.grad_clip,
+        bf16=args.bf16, eval_interval=args.eval_interval, eval_batches=args.eval_batches,
+        ckpt_interval=args.ckpt_interval, seed=args.train_seed, device=args.device)
+
+
+def format_summary(summary: dict, run_dir: str) -> str:
+    """A few human lines from train.json."""
+    def bits(v):
+        return "n/a" if v is None else f"{v:.4f}"
+
+    return "\n".join([
+        f"run {run_dir}: {summary['steps']:,} steps, {summary['tokens_seen']:,} tokens, "
+        f"{summary['tokens_per_s']:,.0f} tokens/s, wall {summary['wall_seconds']:,.1f} s "
+        f"({summary['world_size']} process(es))",
+        f"loss (bits/token, estimate on fixed windows): train {bits(summary['train_bits'])}, "
+        f"held-out {bits(summary['heldout_bits'])}",
+    ])
+
+
+def run(args) -> int:
+    from tokenbound.training import train
+    from tokenbound.training.run import is_complete
+
+    cfg = build_config(args)
+    was_complete = is_complete(cfg.out) and not args.force
+    summary = train(cfg, progress=not args.no_progress, force=args.force)
+    if int(os.environ.get("RANK", "0")) == 0:
+        if was_complete:
+            print(f"{cfg.out} is already complete; nothing to do")
+        print(format_summary(summary, cfg.out))
+    return 0

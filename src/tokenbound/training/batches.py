@@ -119,7 +119,7 @@ def target_count(stream, context_len: int, batch_size: int, seed: int, step: int
 def check_batch_args(stream, context_len: int, batch_size: int, world_size: int = 1) -> None:
     """Raise UserError when the stream is too short or the sizes do not fit."""
     if context_len < 1 or batch_size < 1:
-        raise UserError(f"--context-len ({context_len}) and --batch-size ({batch_size}) "
+        raise UserError(f"--seq-len ({context_len}) and --batch-size ({batch_size}) "
                         "must be positive")
     if batch_size % world_size:
         raise UserError(f"--batch-size {batch_size} must be divisible by the number of "
@@ -127,8 +127,8 @@ def check_batch_args(stream, context_len: int, batch_size: int, world_size: int 
     n_aug = len(stream.tokens) + len(stream.doc_offsets) - 1
     if n_aug < context_len + 1:
         raise UserError(f"the token stream has {n_aug:,} positions (tokens + document starts), "
-                        f"fewer than --context-len + 1 = {context_len + 1}; use a smaller "
-                        "--context-len or more data")
+                        f"fewer than --seq-len + 1 = {context_len + 1}; use a smaller "
+                        "--seq-len or more data")
 
 
 def batch_iterator(stream, context_len: int, batch_size: int, seed: int, start_step: int = 0,

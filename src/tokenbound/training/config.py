@@ -15,55 +15,50 @@ from typing import Any
 
 from tokenbound.errors import UserError
 
-# fields that may differ between an interrupted run and its resumption without changing a bit
-# of the result (paths, device choice of the same kind, progress display)
-RESUME_FREE_FIELDS = ("out",)
+def _f(default: Any, help: str) -> Any:
+    """A dataclass field with its help text (the per-field docstring)."""
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass
 class TrainConfig:
-    """A training run; `train(cfg)` is deterministic given this and the data."""
+    """A training run; `train(cfg)` is deterministic given this and the data.
 
-    data: str
-    """--data: token-stream directory from `tokenbound prepare`; DATA/train is trained on when
-    it exists (else DATA itself), DATA/heldout is evaluated when it exists."""
-    out: str
-    """--out: run directory (config.json, model.safetensors, train.json, ckpt/)."""
-    model: Any
-    """the model configuration (`tokenbound.models.GPTConfig`; from the model flags)."""
-    steps: int = 2000
-    """--steps: optimizer steps."""
-    batch_size: int = 32
-    """--batch-size: sequences per global batch (split evenly across DDP processes)."""
-    context_len: int | None = None
-    """--context-len: tokens per training sequence (default: the model's context_len)."""
-    lr: float = 2e-3
-    """--lr: peak learning rate."""
-    warmup_frac: float = 0.05
-    """--warmup: fraction of the steps with linear warmup from lr/warmup_steps to lr."""
-    min_lr_ratio: float = 0.1
-    """--min-lr-ratio: cosine decay ends at min_lr_ratio * lr on the last step."""
-    weight_decay: float = 0.1
-    """--weight-decay: AdamW decoupled decay, applied to tensors with >= 2 dims only."""
-    betas: tuple[float, float] = (0.9, 0.95)
-    """--betas B1 B2: AdamW moment coefficients."""
-    grad_clip: float = 1.0
-    """--grad-clip: clip the global gradient norm to this (0 disables)."""
-    bf16: bool = True
-    """--bf16/--no-bf16: bf16 autocast for forward/backward (about 2x faster on CPU here);
-    the optimizer and weights stay float32, log-softmax is float32."""
-    eval_interval: int = 200
-    """--eval-interval: estimate train/held-out loss every this many steps (0: only at the end)."""
-    eval_batches: int = 20
-    """--eval-batches: batches of the fixed seeded windows per loss estimate."""
-    ckpt_interval: int = 200
-    """--ckpt-interval: write RUN/ckpt every this many steps (0: never; no resume)."""
-    seed: int = 0
-    """--seed: data order and dropout; the model's init seed lives in the model config."""
-    device: str = "auto"
-    """--device: auto (cuda if available, else cpu), cpu, cuda, cuda:N."""
-    extra: dict = field(default_factory=dict)
-    """free-form provenance recorded in config.json (not used by training)."""
+    Each field's help text (its docstring, starting with its CLI flag) is in
+    `FIELD_DOCS`.
+    """
+
+    data: str = field(metadata={"help": (
+        "--data: token-stream directory from `tokenbound prepare`; DATA/train is trained on "
+        "when it exists (else DATA itself), DATA/heldout is evaluated when it exists")})
+    out: str = field(metadata={"help": (
+        "--out: run directory (config.json, model.safetensors, train.json, ckpt/)")})
+    model: Any = field(metadata={"help": (
+        "the model configuration (`tokenbound.models.GPTConfig`, from the model flags)")})
+    steps: int = _f(2000, "--steps: optimizer steps")
+    batch_size: int = _f(32, "--batch-size: sequences per global batch (split evenly across "
+                             "DDP processes)")
+    context_len: int | None = _f(None, "--seq-len: tokens per training sequence (default: the "
+                                       "model's context_len)")
+    lr: float = _f(2e-3, "--lr: peak learning rate")
+    warmup_frac: float = _f(0.05, "--warmup: fraction of the steps with linear warmup to lr")
+    min_lr_ratio: float = _f(0.1, "--min-lr-ratio: cosine decay ends at min_lr_ratio * lr on "
+                                  "the last step")
+    weight_decay: float = _f(0.1, "--weight-decay: AdamW decoupled decay, on tensors with >= 2 "
+                                  "dims only")
+    betas: tuple[float, float] = _f((0.9, 0.95), "--betas B1 B2: AdamW moment coefficients")
+    grad_clip: float = _f(1.0, "--grad-clip: clip the global gradient norm (0 disables)")
+    bf16: bool = _f(True, "--bf16/--no-bf16: bf16 autocast for forward/backward (about 2x "
+                          "faster on CPU); weights, optimizer and log-softmax stay float32")
+    eval_interval: int = _f(200, "--eval-interval: record train loss and estimate held-out "
+                                 "loss every this many steps (0: only at the end)")
+    eval_batches: int = _f(20, "--eval-batches: batches of fixed seeded windows per loss "
+                               "estimate (0: no estimates)")
+    ckpt_interval: int = _f(200, "--ckpt-interval: write RUN/ckpt every this many steps "
+                                 "(0: never, so no resume)")
+    seed: int = _f(0, "--data-seed: seed of the data order and dropout (the model's init "
+                      "seed is the model flag --seed)")
+    device: str = _f("auto", "--device: auto (cuda if available, else cpu), cpu, cuda, cuda:N")
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)
@@ -71,7 +66,7 @@ class TrainConfig:
         if self.context_len is None:
             self.context_len = model_ctx
         if model_ctx is not None and isinstance(self.context_len, int):
-            _check(self.context_len <= model_ctx, "--context-len",
+            _check(self.context_len <= model_ctx, "--seq-len",
                    f"{self.context_len} exceeds the model's context_len {model_ctx}")
         _check(isinstance(self.data, str) and self.data, "--data", "give a token-stream directory")
         _check(isinstance(self.out, str) and self.out, "--out", "give a run directory")
@@ -125,9 +120,14 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+    """The CLI flag of a field: the start of its help text."""
+    return FIELD_DOCS[name].split(":", 1)[0].split()[0]
 
 
 def _check(ok: bool, flag: str, message: str) -> None:
     if not ok:
         raise UserError(f"{flag}: {message}")
+
+
+FIELD_DOCS = {f.name: f.metadata.get("help", "") for f in dataclasses.fields(TrainConfig)}
+"""Field name -> help text ("--flag: what it does")."""

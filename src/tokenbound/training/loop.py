@@ -71,6 +71,9 @@ class _Trainer:
         self.device = D.resolve_device(cfg.device, world)
         self.train_stream, self.heldout = R.open_data(cfg.data)
         _check_data(cfg, self.train_stream, world)
+        if self.heldout is not None and _too_short(self.heldout, cfg.context_len):
+            log.warning("held-out stream %s is shorter than one window; not evaluated", cfg.data)
+            self.heldout = None
         resolved = R.resolved_config(cfg, self.train_stream, self.heldout)
         resolved["provenance"]["world_size"] = world
         R.check_run_dir(self.run_dir, resolved, force)
@@ -205,6 +208,10 @@ def _check_data(cfg: TrainConfig, stream, world: int) -> None:
     if vocab is not None and vocab != stream.vocab_size:
         raise UserError(f"the model's vocab_size {vocab} differs from the data's "
                         f"{stream.vocab_size}; pass --vocab-size {stream.vocab_size}")
+
+
+def _too_short(stream, context_len: int) -> bool:
+    return len(stream.tokens) + len(stream.doc_offsets) - 1 < context_len + 1
 
 
 def _bar(show: bool, total: int, initial: int):
