@@ -2,9 +2,6 @@
 
 import argparse
 import json
-import subprocess
-import sys
-
 import pytest
 
 from tokenbound.errors import UserError
@@ -74,15 +71,15 @@ def test_param_counts_by_part():
     assert c["total"] == c["trained"] + c["frozen"]
 
 
-def test_model_info_cli():
-    run = [sys.executable, "-m", "tokenbound", "model-info"]
-    out = subprocess.run(run + ["--json", "--n-layer", "1", "--d-model", "32"],
-                         capture_output=True, text=True, check=True).stdout
-    counts = json.loads(out)["counts"]
+def test_model_info_cli(capsys):
+    from tokenbound.cli import main
+
+    assert main(["model-info", "--json", "--n-layer", "1", "--d-model", "32"]) == 0
+    counts = json.loads(capsys.readouterr().out)["counts"]
     # 256*32 token + 256*32 position embeddings + 12 * 32^2 per layer
     assert counts["trained"] == 2 * 256 * 32 + 12 * 32**2
-    text = subprocess.run(run, capture_output=True, text=True, check=True).stdout
-    assert "851,968" in text  # the 4 x 128 byte GPT of the reference prototype
-    bad = subprocess.run(run + ["--d-model", "100", "--n-head", "3"], capture_output=True,
-                         text=True)
-    assert bad.returncode == 2 and "d_model" in bad.stderr and "Traceback" not in bad.stderr
+    assert main(["model-info"]) == 0
+    assert "851,968" in capsys.readouterr().out  # the 4 x 128 byte GPT of the prototype
+    assert main(["model-info", "--d-model", "100", "--n-head", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "d_model" in err and "Traceback" not in err

@@ -69,8 +69,9 @@ class KroneckerProjection(nn.Module):
 
     def forward(self, w: torch.Tensor | None = None) -> torch.Tensor:
         w = self.w if w is None else w
-        wm = w.view(self.a.shape[1], self.b.shape[1])  # (d1, d2)
-        return (self.a @ wm @ self.b.T).reshape(-1)[: self.D]  # (D1 d2)(d2 D2) -> (D,)
+        with torch.autocast(w.device.type, enabled=False):  # P w in the factors' dtype (fp32)
+            wm = w.view(self.a.shape[1], self.b.shape[1]).to(self.a.dtype)  # (d1, d2)
+            return (self.a @ wm @ self.b.T).reshape(-1)[: self.D]  # (D1, d2)(d2, D2) -> (D,)
 
     def dense(self) -> torch.Tensor:
         """The (D, d) matrix P itself; for tests on small cases only."""
