@@ -10,13 +10,12 @@ Registered here:
 - ``"tokenbound-gpt"``: `tokenbound.models` (`GPTConfig.to_dict/from_dict`, `build_model`,
   `model.trained_state()`, `model.load_trained_state(d)`).
 - ``"hf"``: a Hugging Face causal LM; every parameter is charged, tied tensors once
-  (`named_parameters()` removes duplicates); the class must be a `transformers` class whose
-  name ends in ``ForCausalLM``; `trust_remote_code` is never used.
+  (`named_parameters()` removes duplicates); the class must be one of transformers' causal-LM
+  classes (`MODEL_FOR_CAUSAL_LM_MAPPING_NAMES`); `trust_remote_code` is never used.
 """
 
 from __future__ import annotations
 
-import re
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -86,7 +85,13 @@ register_builder(Builder(
 
 # --- Hugging Face causal LMs ---------------------------------------------------------------------
 
-_HF_CLASS = re.compile(r"^[A-Za-z0-9_]+ForCausalLM$")
+def _causal_lm_classes() -> set:
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    names = set()
+    for v in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values():
+        names.update([v] if isinstance(v, str) else v)
+    return names
 
 
 def _hf_owns(model) -> bool:
@@ -99,7 +104,8 @@ def _hf_owns(model) -> bool:
 
 def _hf_describe(model, cfg) -> dict:
     cfg = model.config if cfg is None else cfg
-    return {"class": type(model).__name__, "config": cfg.to_dict()}
+    return {"class": type(model).__name__, "config": {"model_type": cfg.model_type,
+                                                      **cfg.to_diff_dict()}}
 
 
 def _hf_build(d: dict):
@@ -107,8 +113,10 @@ def _hf_build(d: dict):
 
     cls_name = d.get("class") if isinstance(d, dict) else None
     conf = d.get("config") if isinstance(d, dict) else None
-    if not isinstance(cls_name, str) or not _HF_CLASS.match(cls_name) or not isinstance(conf, dict):
-        raise MessageError("message header: 'hf' model needs a '...ForCausalLM' class and a config")
+    if not isinstance(cls_name, str) or cls_name not in _causal_lm_classes() \
+            or not isinstance(conf, dict):
+        raise MessageError("message header: 'hf' model needs a transformers causal-LM class "
+                           "name and a config dict")
     cls = getattr(transformers, cls_name, None)
     if cls is None:
         raise MessageError(f"message header: transformers has no class {cls_name}")
