@@ -117,3 +117,22 @@ def test_saved_hf_dataset_without_pyarrow(tmp_path):
     (tmp_path / "ds" / "state.json").write_text('{"_data_files": []}')
     with pytest.raises(UserError, match="pip install datasets"):
         load_corpus(str(tmp_path / "ds"))
+
+
+def test_saved_hf_dataset_with_pyarrow(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    root = tmp_path / "ds"
+    for split, rows in (("train", ["r0", "", "r2"]), ("test", ["t0"])):
+        (root / split).mkdir(parents=True)
+        table = pa.table({"text": rows})
+        with pa.OSFile(str(root / split / "data-00000-of-00001.arrow"), "wb") as f:
+            with pa.ipc.new_stream(f, table.schema) as writer:  # what `datasets` writes
+                writer.write_table(table)
+        (root / split / "state.json").write_text(
+            '{"_data_files": [{"filename": "data-00000-of-00001.arrow"}]}')
+    (root / "dataset_dict.json").write_text('{"splits": ["train", "test"]}')
+    docs = load_corpus(str(root)).documents
+    assert [(d.name, d.text) for d in docs] == [("train/0", "r0"), ("train/2", "r2"),
+                                                ("test/0", "t0")]
+    with pytest.raises(UserError, match="--text-column"):
+        load_corpus(str(root), text_column="body")

@@ -78,6 +78,8 @@ def run(args) -> int:
     from tokenbound.data.tokenizer import unescape
 
     separator = None if args.doc_separator is None else unescape(args.doc_separator)
+    if args.tokenizer.startswith("gguf:"):
+        print(f"loading tokenizer {args.tokenizer} (a few seconds)", file=sys.stderr)
     tok = tokenizer_from_spec(args.tokenizer, eot=args.eot)
     corpus_id = (args.corpus if args.corpus in ("shakespeare", "pystdlib")
                  else str(Path(args.corpus).expanduser().absolute()))

@@ -66,7 +66,7 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TokenStream:
     """A token stream opened from disk (read-only memmap).
 
