@@ -42,11 +42,13 @@ def length_batches(windows: Windows, idx: np.ndarray, batch_size: int) -> list[n
 
 def _forward_scored(model_fn: ModelFn, inputs: np.ndarray, targets: np.ndarray,
                     offsets: np.ndarray, counts: np.ndarray, device: str,
-                    vocab_chunk: int | None) -> TokenStats:
+                    vocab_chunk: int | None, vocab_size: int | None) -> TokenStats:
     """Token stats of the scored predictions of one equal-length batch, in window order."""
     with torch.inference_mode():
         logits = model_fn(torch.from_numpy(inputs).to(device))  # (B, T, V)
         B, T, V = logits.shape
+        if vocab_size is not None and V != vocab_size:
+            raise ValueError(f"model returned {V} logits per token, expected {vocab_size}")
         rows = np.concatenate([b * T + np.arange(o, o + k)
                                for b, (o, k) in enumerate(zip(offsets, counts))])  # (N,)
         flat = logits.reshape(B * T, V)[torch.from_numpy(rows).to(logits.device)]  # (N, V)
@@ -54,6 +56,35 @@ def _forward_scored(model_fn: ModelFn, inputs: np.ndarray, targets: np.ndarray,
         if vocab_chunk:
             return token_stats_vchunked(flat, tgt, ALPHA_GRID, TOPK, vocab_chunk=vocab_chunk)
         return token_stats(flat, tgt, ALPHA_GRID, TOPK)
+
+
+def score_tokens(model_fn: ModelFn, tokens: np.ndarray, doc_offsets: np.ndarray,
+                 start_id: int, windows: Windows, idx: np.ndarray, *, batch_size: int = 8,
+                 device: str = "cpu", vocab_chunk: int | None = None,
+                 on_batch: Callable[[int], None] | None = None,
+                 vocab_size: int | None = None) -> TokenStats:
+    """Per-token statistics of the tokens scored by windows `idx` (unique, ascending).
+
+    Tokens come window by window in ascending window order, each window's in stream order
+    (positions `first_scored[w] + arange(n_scored[w])`). If `vocab_size` is given, the logits
+    width must equal it (the smoothing range c depends on V).
+    """
+    idx = np.unique(np.asarray(idx, dtype=np.int64))
+    if idx.size == 0:
+        raise ValueError("score_tokens needs at least one window")
+    parts: dict[int, TokenStats] = {}
+    for b in length_batches(windows, idx, batch_size):
+        inputs, targets = window_inputs(tokens, doc_offsets, start_id, windows, b)
+        ts = _forward_scored(model_fn, inputs, targets, windows.score_offset[b],
+                             windows.n_scored[b], device, vocab_chunk, vocab_size)
+        starts = np.concatenate([[0], np.cumsum(windows.n_scored[b])])
+        if ts.x.shape[0] != starts[-1]:
+            raise RuntimeError("scored token count mismatch")
+        for w, s0, s1 in zip(b, starts[:-1], starts[1:]):
+            parts[int(w)] = _slice(ts, s0, s1)
+        if on_batch is not None:
+            on_batch(int(starts[-1]))
+    return TokenStats.concat([parts[int(w)] for w in idx])
 
 
 def score_windows(model_fn: ModelFn, tokens: np.ndarray, doc_offsets: np.ndarray,
@@ -68,27 +99,15 @@ def score_windows(model_fn: ModelFn, tokens: np.ndarray, doc_offsets: np.ndarray
     batch (progress bars). `meta` comes from `stats_meta` (its vocab size must be the model's).
     """
     idx = np.unique(np.asarray(idx, dtype=np.int64))
-    parts: dict[int, TokenStats] = {}
-    for b in length_batches(windows, idx, batch_size):
-        inputs, targets = window_inputs(tokens, doc_offsets, start_id, windows, b)
-        ts = _forward_scored(model_fn, inputs, targets, windows.score_offset[b],
-                             windows.n_scored[b], device, vocab_chunk)
-        if ts.x.shape[0] != int(windows.n_scored[b].sum()):
-            raise RuntimeError("scored token count mismatch")
-        starts = np.concatenate([[0], np.cumsum(windows.n_scored[b])])
-        for w, s0, s1 in zip(b, starts[:-1], starts[1:]):
-            parts[int(w)] = _slice(ts, s0, s1)
-        if on_batch is not None:
-            on_batch(int(windows.n_scored[b].sum()))
-    ts_all = TokenStats.concat([parts[int(w)] for w in idx]) if idx.size else None
-    if ts_all is None:
-        raise ValueError("score_windows needs at least one window")
-    if ts_all.x.shape[1] != len(meta["alphas"]):
+    ts = score_tokens(model_fn, tokens, doc_offsets, start_id, windows, idx,
+                      batch_size=batch_size, device=device, vocab_chunk=vocab_chunk,
+                      on_batch=on_batch, vocab_size=meta["vocab_size"])
+    if ts.x.shape[1] != len(meta["alphas"]):
         raise ValueError("meta grids do not match the scored grids")
-    ws = WindowStats.from_tokens(ts_all, idx, windows.n_scored[idx], meta)
+    ws = WindowStats.from_tokens(ts, idx, windows.n_scored[idx], meta)
     if exact:
-        ws.betting, ws.topk_betting = betting_sums(ts_all, meta)
-        _add_doc_sums(ws, ts_all, windows.doc[idx], windows.n_scored[idx])
+        ws.betting, ws.topk_betting = betting_sums(ts, meta)
+        _add_doc_sums(ws, ts, windows.doc[idx], windows.n_scored[idx])
     return ws
 
 

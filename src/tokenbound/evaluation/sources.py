@@ -61,10 +61,19 @@ def _probe_vocab(fn, device: str) -> int:
 
 
 def _hf_context(config) -> int | None:
-    for name in ("n_positions", "max_position_embeddings", "n_ctx", "seq_length"):
+    """Longest input of a model config (own GPTConfig or a transformers config), or None."""
+    for name in ("context_len", "block_size", "n_positions", "max_position_embeddings",
+                 "n_ctx", "seq_length"):
         if getattr(config, name, None):
             return int(getattr(config, name))
     return None
+
+
+def _logits(out) -> torch.Tensor:
+    """Logits (B, T, V) from a model output: a tensor, a tuple or an object with .logits."""
+    if isinstance(out, torch.Tensor):
+        return out
+    return out.logits if hasattr(out, "logits") else out[0]
 
 
 def _wrap_hf(model, device: str, dtype: str, kind: str, path: str, sha: str) -> ModelSource:
@@ -84,14 +93,11 @@ def _load_message(path: str, device: str, dtype: str) -> ModelSource:
     model = model.to(device=device, dtype=DTYPES[dtype]).eval()
 
     def fn(idx: torch.Tensor) -> torch.Tensor:
-        out = model(idx)
-        return out[0] if isinstance(out, tuple) else out  # (B, T, V)
+        return _logits(model(idx))  # (B, T, V)
 
-    ctx = next((int(getattr(cfg, n)) for n in ("block_size", "context_len", "n_ctx")
-                if getattr(cfg, n, None)), None)
     ident = {"kind": "message", "path": os.path.abspath(path), "sha256": file_sha256(path),
              "message_bytes": os.path.getsize(path)}
-    return ModelSource(fn, _probe_vocab(fn, device), ctx, ident)
+    return ModelSource(fn, _probe_vocab(fn, device), _hf_context(cfg), ident)
 
 
 def load_model_fn(source: str, device: str = "cpu", dtype: str = "fp32") -> ModelSource:

@@ -107,7 +107,8 @@ def token_stats_naive(logits: torch.Tensor, targets: torch.Tensor, alphas=ALPHA_
         order = sorted(range(V), key=lambda y: (-z[r, y], y))
         for i, k in enumerate(topk):
             err[r, i] = float(rank >= k)
-            tc[r, i] = min(1.0, max(0.0, 1.0 - sum(p[y] for y in order[:k])))
+            mass_out = 0.0 if k >= V else 1.0 - sum(p[y] for y in order[:k])
+            tc[r, i] = min(1.0, max(0.0, mass_out))
     return TokenStats(logp, _x_from_logp(logp, V, alphas),
                       _clip_centers(hq, ep, V, alphas), err, tc)
 

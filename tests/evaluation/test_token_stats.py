@@ -1,0 +1,81 @@
+"""Per-token statistics: fast paths against the naive reference, clipping (DESIGN 7.4)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tokenbound.bounds.grids import ALPHA_GRID, TOPK
+from tokenbound.evaluation.token_stats import (smoothing_range, token_stats, token_stats_naive,
+                                               token_stats_vchunked)
+
+
+def _rows(N=12, V=150, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(N, V, generator=g) * 3
+    z[0, :] = 0.0  # all tied: rank of x = #{y < x}
+    z[1, 5] = z[1, 7] = z[1].max() + 1  # a tie at the top
+    t = torch.randint(0, V, (N,), generator=g)
+    t[1] = 7  # tied with id 5, which ranks first -> rank 1
+    return z, t
+
+
+def _assert_same(a, b, tol=1e-5):
+    for f in ("logp", "x", "center", "topk_center"):
+        np.testing.assert_allclose(getattr(a, f), getattr(b, f), rtol=tol, atol=tol, err_msg=f)
+    assert np.array_equal(a.topk_err, b.topk_err)
+
+
+def test_naive_hand_values():
+    # V = 4, logits 0: p uniform 1/4, so q uniform too: l = 2 bits, H(q) = 2 bits
+    z, t = torch.zeros(1, 4), torch.tensor([2])
+    ts = token_stats_naive(z, t, alphas=(0.5,), topk=(1, 3))
+    a, c = smoothing_range(0.5, 4)  # a = -log2(0.5 + 0.125), c = log2(1 + 0.5*4/0.5) = log2 5
+    assert a == pytest.approx(-math.log2(0.625)) and c == pytest.approx(math.log2(5))
+    assert ts.logp[0] == pytest.approx(math.log(0.25))
+    assert ts.x[0, 0] == pytest.approx(2 - a)
+    assert ts.center[0, 0].tolist() == pytest.approx([2 - a, 2 - a])
+    # all tied: rank(2) = #{0, 1} = 2 -> err for k=1 yes, k=3 no; centers 3/4 and 1/4
+    assert ts.topk_err[0].tolist() == [1.0, 0.0]
+    assert ts.topk_center[0].tolist() == pytest.approx([0.75, 0.25])
+
+
+def test_fast_paths_match_naive():
+    z, t = _rows()
+    ref = token_stats_naive(z, t)
+    assert ref.topk_err[1].tolist() == [1.0, 0.0, 0.0]  # tie broken by id: 5 before 7
+    _assert_same(token_stats(z, t, row_chunk=5), ref)
+    _assert_same(token_stats_vchunked(z, t, vocab_chunk=40), ref)
+    _assert_same(token_stats_vchunked(z.bfloat16(), t, vocab_chunk=64),
+                 token_stats_naive(z.bfloat16(), t))
+    assert np.array_equal(token_stats(z, t).logp, ref.logp)  # same fp32 log-softmax
+
+
+def test_rank_small_vocab_topk_above_v():
+    z, t = _rows(N=6, V=8)
+    ref = token_stats_naive(z, t)  # k = 10, 100 >= V: never an error, center 0
+    assert np.all(ref.topk_err[:, 1:] == 0) and np.all(ref.topk_center[:, 1:] == 0)
+    _assert_same(token_stats(z, t), ref)
+    _assert_same(token_stats_vchunked(z, t, vocab_chunk=3), ref)
+
+
+@pytest.mark.parametrize("fn", [token_stats, token_stats_naive, token_stats_vchunked])
+def test_clipping_exact_where_p_underflows(fn):
+    V = 50
+    z = torch.zeros(4, V)
+    z[:, 0] = 1e4  # p(y != 0) underflows to exactly 0 in fp32
+    z[3, :] = -float("inf")
+    z[3, 1] = 0.0  # a one-hot model with -inf logits
+    t = torch.tensor([1, 0, 2, 0])
+    ts = fn(z, t)
+    for i, al in enumerate(ALPHA_GRID):
+        a, c = smoothing_range(al, V)
+        assert np.all(ts.x[:, i] >= 0) and np.all(ts.x[:, i] <= c)
+        assert np.all(ts.center[:, i] >= 0) and np.all(ts.center[:, i] <= c)
+        # p(x) = 0: l = -log2(alpha/V) = a + c exactly in real arithmetic -> X = c (clipped)
+        assert ts.x[0, i] == pytest.approx(c, rel=1e-12)
+        assert ts.x[0, i] <= c
+    assert ts.logp[0] == pytest.approx(-1e4) and np.isneginf(ts.logp[3])
+    assert np.all((ts.topk_center >= 0) & (ts.topk_center <= 1))
+    assert np.all(np.isfinite(ts.center))
