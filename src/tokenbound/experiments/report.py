@@ -1,0 +1,162 @@
+"""Reports: `report.json` (every number, for recomputation), `report.md` (a ten-second read) and
+PNG plots (bound decomposition; bound versus alpha).
+
+The report dictionary is built by the pipeline from `BoundResult.to_dict()` values; this module
+only formats it. Numbers are copied, never recomputed or rounded before being stored in JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from tokenbound import __version__
+
+
+def git_commit() -> str | None:
+    """The commit of the tokenbound checkout in use (None outside a git checkout)."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                           capture_output=True, text=True, timeout=5).stdout.strip()
+    return out.stdout.strip() + ("+dirty" if dirty else "")
+
+
+def provenance(**extra: Any) -> dict:
+    """Package version, git commit and whatever the caller adds (configs, seeds, sha256s)."""
+    return {"tokenbound_version": __version__, "git_commit": git_commit(), **extra}
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _fmt(x: Any, digits: int = 4) -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int):
+        return f"{x:,}"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def render_markdown(rep: dict) -> str:
+    """The human summary: certified bound, its terms, the references, then the top-k bounds."""
+    unit = rep.get("unit", "bits per token")
+    best = rep["families"][rep["certified_family"]]
+    lines = [
+        f"# tokenbound certificate: {rep.get('name', 'run')}",
+        "",
+        f"**Certified bound: {_fmt(rep['bound_bits_per_token'])} {unit}** "
+        f"(probability >= {1 - rep['delta']:.2f}; {'VACUOUS' if rep['vacuous'] else 'non-vacuous'}: "
+        f"random guessing is {_fmt(rep['random_guess_bits_per_token'])}).",
+        "",
+        rep.get("what_is_bounded", ""),
+        "",
+        "| quantity | value |",
+        "|---|---|",
+        f"| certified bound ({rep['certified_family']}, alpha = {best['alpha']}) | "
+        f"{_fmt(best['bound'])} |",
+        f"| = smoothed training loss (offset included) | {_fmt(best['empirical'])} |",
+        f"| + complexity term | {_fmt(best['complexity_term'])} |",
+        f"| + sampling term | {_fmt(best['sampling_term'])} |",
+        f"| training loss, unsmoothed | {_fmt(rep['empirical_bits_per_token'])} |",
+        f"| held-out loss, unsmoothed | {_fmt(rep.get('heldout_bits_per_token'))} |",
+        f"| random guess | {_fmt(rep['random_guess_bits_per_token'])} |",
+        f"| message length C (bits) | {_fmt(rep['code_bits'])} |",
+        f"| tokens m / scored | {_fmt(rep['n_tokens'])} / {_fmt(rep['n_scored'])} |",
+        "",
+        "## Every family (the certified value is their minimum, with ln(#families) paid)",
+        "",
+        "| family | certificate | bound | empirical | complexity | sampling | alpha | center |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, f in rep["families"].items():
+        lines.append(f"| {name} | {_fmt(f.get('certificate', True))} | {_fmt(f['bound'])} | "
+                     f"{_fmt(f['empirical'])} | {_fmt(f['complexity_term'])} | "
+                     f"{_fmt(f['sampling_term'])} | {f.get('alpha')} | {f.get('center') or '—'} |")
+    topk = rep.get("topk", {})
+    if topk:
+        lines += ["", "## Top-k error bounds (each at the same delta)", "",
+                  "| k | bound | empirical error | random guess (1 - k/V) |", "|---|---|---|---|"]
+        for k, t in topk.items():
+            lines.append(f"| {k} | {_fmt(t['bound'])} | {_fmt(t['empirical'])} | "
+                         f"{_fmt(t['random_guess'])} |")
+    notes = rep.get("notes", [])
+    if notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
+    lines += ["", f"Full numbers and provenance: `report.json`. tokenbound "
+              f"{rep['provenance'].get('tokenbound_version')}, commit "
+              f"{rep['provenance'].get('git_commit')}.", ""]
+    return "\n".join(lines)
+
+
+def plot_report(rep: dict, out_dir: Path) -> list[str]:
+    """bound_decomposition.png (stacked terms per family) and bound_vs_alpha.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    fams = rep["families"]
+    names = list(fams)
+    emp = [fams[n]["empirical"] for n in names]
+    comp = [fams[n]["complexity_term"] for n in names]
+    samp = [fams[n]["sampling_term"] for n in names]
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+    ax.bar(names, emp, label="smoothed training loss")
+    ax.bar(names, comp, bottom=emp, label="complexity")
+    ax.bar(names, samp, bottom=[e + c for e, c in zip(emp, comp)], label="sampling")
+    ax.axhline(rep["random_guess_bits_per_token"], color="k", ls="--", lw=1, label="random guess")
+    ax.set_ylabel(rep.get("unit", "bits per token"))
+    ax.set_title("bound decomposition")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_dir / "bound_decomposition.png")
+    plt.close(fig)
+    written.append("bound_decomposition.png")
+
+    curve = rep.get("bound_vs_alpha", {})
+    if curve:
+        fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+        for fam, pts in curve.items():
+            xs = [p["alpha"] for p in pts]
+            ax.plot(xs, [p["bound"] for p in pts], marker="o", label=fam)
+        ax.set_xscale("log")
+        ax.set_xlabel("prediction smoothing alpha")
+        ax.set_ylabel(rep.get("unit", "bits per token"))
+        ax.set_title("bound versus alpha (all paid for in the union bound)")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out_dir / "bound_vs_alpha.png")
+        plt.close(fig)
+        written.append("bound_vs_alpha.png")
+    return written
+
+
+def write_report(rep: dict, out_dir: str | Path, plots: bool = True) -> dict:
+    """Write report.json, report.md and plots into `out_dir`; return {name: path}."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_write(out / "report.json", json.dumps(rep, indent=2, sort_keys=False) + "\n")
+    _atomic_write(out / "report.md", render_markdown(rep))
+    paths = {"report.json": str(out / "report.json"), "report.md": str(out / "report.md")}
+    if plots:
+        for name in plot_report(rep, out):
+            paths[name] = str(out / name)
+    return paths
