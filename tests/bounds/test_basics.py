@@ -1,0 +1,76 @@
+"""Smoothing constants, prefix-free length, complexity parts, delta split, psi; no torch import."""
+
+import math
+import subprocess
+import sys
+
+import mpmath as mp
+import pytest
+
+from tokenbound.bounds import complexity_nats, ln_grid, prefix_free_bits, psi, smoothing, split_delta
+from tokenbound.errors import UserError
+
+
+@pytest.mark.parametrize("vocab, alpha, c_published", [(50257, 0.1, 18.7870), (32000, 0.1, 18.1357)])
+def test_smoothing_matches_published_ranges(vocab, alpha, c_published):
+    a, c = smoothing(vocab, alpha)
+    assert c == pytest.approx(c_published, abs=5e-5)
+    # independent: 50 digits, straight from the definitions a = -log2(1 - alpha + alpha/V)
+    mp.mp.dps = 50
+    a_ref = -mp.log(1 - mp.mpf(alpha) + mp.mpf(alpha) / vocab, 2)
+    c_ref = mp.log(1 + (1 - mp.mpf(alpha)) * vocab / mp.mpf(alpha), 2)
+    assert a == pytest.approx(float(a_ref), rel=1e-13)
+    assert c == pytest.approx(float(c_ref), rel=1e-13)
+
+
+def test_smoothing_range_is_min_to_max_loss():
+    # a + c = -log2(alpha / V): the loss of a token with p = 0 (hand algebra in DESIGN 1)
+    a, c = smoothing(256, 0.25)
+    assert a + c == pytest.approx(-math.log2(0.25 / 256), rel=1e-14)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0, -0.1, 1.5])
+def test_smoothing_rejects_bad_alpha(alpha):
+    with pytest.raises(UserError, match="alpha"):
+        smoothing(256, alpha)
+
+
+def test_prefix_free_bits():
+    assert prefix_free_bits(0) == 0.0
+    assert prefix_free_bits(1) == 1.0  # 1 + 2 log2 1
+    assert prefix_free_bits(1024) == 1024 + 20.0  # 2 * log2(1024) = 20
+    with pytest.raises(UserError):
+        prefix_free_bits(-1)
+    with pytest.raises(UserError):
+        prefix_free_bits(2.5)
+
+
+def test_complexity_parts_sum_and_values():
+    k, parts = complexity_nats(1024, 3, 0.05, {"alpha": 8, "lambda": 1000})
+    assert parts["code"] == pytest.approx(1044 * math.log(2))
+    assert parts["extra"] == pytest.approx(3 * math.log(2))
+    assert parts["delta"] == pytest.approx(math.log(20))
+    assert parts["grid:alpha"] == pytest.approx(math.log(8))
+    assert k == pytest.approx((1047) * math.log(2) + math.log(20 * 8 * 1000))
+    assert ln_grid(8, 2) == pytest.approx(math.log(16))
+
+
+def test_split_delta():
+    assert split_delta(0.05, 100) == {"delta_1": 0.05}
+    s = split_delta(0.06, m=300, n=100)
+    assert s == pytest.approx({"delta_1": 0.015, "delta_2": 0.045})
+    s = split_delta(0.06, m=300, n=100, variance=True)
+    assert s == pytest.approx({"delta_1": 0.015, "delta_2": 0.03, "delta_3": 0.015})
+    assert sum(s.values()) == pytest.approx(0.06)
+
+
+def test_psi_against_series():
+    # psi(lam) = -ln(1 - lam) - lam = sum_{k>=2} lam^k / k
+    for lam in (1e-4, 0.3, 0.9):
+        series = mp.nsum(lambda k: mp.mpf(lam) ** k / k, [2, mp.inf])
+        assert float(psi(lam)) == pytest.approx(float(series), rel=1e-12)
+
+
+def test_bounds_does_not_import_torch():
+    code = "import sys, tokenbound.bounds; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
