@@ -1,0 +1,49 @@
+"""`tokenbound compress` end to end on a tiny trained run (and its error paths)."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tokenbound.cli import main
+from tokenbound.compression import decode
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "training"))
+training_helpers = pytest.importorskip("training_helpers")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from tokenbound.training import train
+
+    root = tmp_path_factory.mktemp("c")
+    data = training_helpers.write_toy_data(root / "data")
+    cfg = training_helpers.tiny_train_config(data, root / "run", steps=4, eval_interval=0,
+                                             ckpt_interval=0)
+    train(cfg, progress=False)
+    return root / "run"
+
+
+def test_compress_run_json(run_dir, tmp_path, capsys):
+    out = tmp_path / "m.tbq"
+    rc = main(["compress", str(run_dir), "--levels", "5", "--kmeans", "--grouping", "tensor",
+               "--qat-steps", "2", "--eval-batches", "2", "--batch-size", "2", "--out", str(out),
+               "--json"])
+    assert rc == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["total_bits"] == 8 * out.stat().st_size == sum(rep["bits_by_part"].values())
+    assert rep["loss_before"] > 0 and rep["loss_after"] > 0
+    _, cfg, info = decode(out)
+    assert info["sha256"] == rep["sha256"] and info["extra"]["context_len"] == 12
+    assert rep["trained_parameters"] == info["trained_parameters"]
+    assert rep["bits_per_parameter"] == pytest.approx(rep["total_bits"] / info["trained_parameters"])
+
+
+def test_compress_user_errors(run_dir, tmp_path, capsys):
+    assert main(["compress", str(run_dir), "--levels", "5"]) == 2
+    assert main(["compress", "--levels", "5", "--out", str(tmp_path / "x")]) == 2
+    assert main(["compress", str(run_dir), "--levels", "0", "--out", str(tmp_path / "x")]) == 2
+    assert main(["compress", str(tmp_path / "nope"), "--levels", "3", "--out", "x"]) == 2
+    err = capsys.readouterr().err
+    assert "--levels" in err and "traceback" not in err.lower()
