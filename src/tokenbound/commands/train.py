@@ -41,7 +41,7 @@ def add_arguments(parser) -> None:
                    help=f"{_doc('warmup_frac')} (default: {d['warmup_frac'].default})")
     g.add_argument("--betas", type=float, nargs=2, metavar=("B1", "B2"),
                    default=d["betas"].default, help=_doc("betas") + " (default: 0.9 0.95)")
-    g.add_argument("--seq-len", dest="context_len", type=int, default=None, metavar="L",
+    g.add_argument("--seq-len", dest="seq_len", type=int, default=None, metavar="L",
                    help=_doc("context_len"))
     g.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
                    help=_doc("bf16"))
@@ -71,7 +71,7 @@ def build_config(args):
     model = config_from_args(args, base=GPTConfig(vocab_size=train_stream.vocab_size))
     return TrainConfig(
         data=args.data, out=args.out, model=model, steps=args.steps,
-        batch_size=args.batch_size, context_len=args.context_len, lr=args.lr,
+        batch_size=args.batch_size, context_len=args.seq_len, lr=args.lr,
         warmup_frac=args.warmup_frac, min_lr_ratio=args.min_lr_ratio,
         weight_decay=args.weight_decay, betas=tuple(args.betas), grad_clip=args.grad_clip,
         bf16=args.bf16, eval_interval=args.eval_interval, eval_batches=args.eval_batches,

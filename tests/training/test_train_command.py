@@ -1,0 +1,58 @@
+"""`tokenbound train` end to end through the CLI (tiny model, toy data)."""
+
+from __future__ import annotations
+
+import json
+
+from tokenbound.cli import main
+
+from training_helpers import write_toy_data
+
+TINY = ["--steps", "4", "--batch-size", "4", "--seq-len", "12", "--context-len", "16",
+        "--n-layer", "1", "--n-head", "2", "--d-model", "16", "--eval-interval", "2",
+        "--eval-batches", "1", "--ckpt-interval", "2", "--no-bf16", "--no-progress",
+        "--device", "cpu"]
+
+
+def test_train_rerun_and_refusal(tmp_path, capsys):
+    data = write_toy_data(tmp_path / "data")
+    run = str(tmp_path / "run")
+    assert main(["train", "--data", data, "--out", run, *TINY]) == 0
+    out = capsys.readouterr().out
+    assert "4 steps" in out and "held-out" in out
+    saved = json.loads((tmp_path / "run/config.json").read_text())
+    assert saved["model"]["vocab_size"] == 16  # taken from the data
+    assert saved["model"]["d_model"] == 16 and saved["context_len"] == 12
+
+    assert main(["train", "--data", data, "--out", run, *TINY]) == 0
+    assert "already complete" in capsys.readouterr().out
+
+    assert main(["train", "--data", data, "--out", run, *TINY, "--lr", "0.01"]) == 2
+    err = capsys.readouterr().err
+    assert "different configuration (lr)" in err and "--force" in err and "\n" == err[-1]
+    assert main(["train", "--data", data, "--out", run, *TINY, "--lr", "0.01", "--force"]) == 0
+
+
+def test_user_errors_exit_2(tmp_path, capsys):
+    data = write_toy_data(tmp_path / "data")
+    assert main(["train", "--data", str(tmp_path / "nope"), "--out", "r", *TINY]) == 2
+    assert "tokenbound prepare" in capsys.readouterr().err
+    run = str(tmp_path / "run")
+    assert main(["train", "--data", data, "--out", run, *TINY, "--seq-len", "32"]) == 2
+    assert "--seq-len" in capsys.readouterr().err
+    assert main(["train", "--data", data, "--out", run, *TINY, "--batch-size", "0"]) == 2
+    assert "--batch-size" in capsys.readouterr().err
+
+
+def test_model_seed_and_data_seed_are_separate_flags(tmp_path):
+    from tokenbound.cli import build_parser
+    from tokenbound.commands.train import build_config
+
+    data = write_toy_data(tmp_path / "data")
+    args = build_parser(only="train").parse_args(
+        ["train", "--data", data, "--out", "r", *TINY, "--seed", "3", "--data-seed", "5",
+         "--arch", "monarch", "--monarch-blocks", "2"])
+    cfg = build_config(args)
+    assert cfg.model.seed == 3 and cfg.seed == 5
+    assert cfg.model.context_len == 16 and cfg.context_len == 12
+    assert cfg.model.linear["attn"] == "monarch" and cfg.steps == 4 and not cfg.bf16
