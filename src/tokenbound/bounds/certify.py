@@ -21,7 +21,6 @@ import numpy as np
 from tokenbound.bounds import grids
 from tokenbound.bounds.basics import complexity_nats, prefix_free_bits, smoothing, split_delta
 from tokenbound.bounds.result import BoundResult, Certification, is_vacuous
-from tokenbound.bounds.sampling import sample_ucb
 from tokenbound.bounds.token import azuma_term, betting_bound, fan_term, kl_bound
 from tokenbound.errors import UserError
 
