@@ -1,32 +1,11 @@
-"""Tiny fixtures: a GPT-2 built from a config object (no download) and toy token streams."""
+"""Fixtures: a tiny GPT-2 built from a config object (no download), a fast toy model."""
 
-from types import SimpleNamespace
-
-import numpy as np
 import pytest
 import torch
 
 from tokenbound.evaluation.sources import ModelSource
 
-V, EOT, START = 48, 47, 47
-
-
-def make_stream(doc_lens, seed=0, vocab=V):
-    """Documents of random tokens < EOT, each closed by EOT; start_id = EOT (like GPT-2)."""
-    rng = np.random.default_rng(seed)
-    docs = [np.append(rng.integers(0, EOT, size=n - 1), EOT) for n in doc_lens]
-    tokens = np.concatenate(docs).astype(np.uint16)
-    off = np.concatenate([[0], np.cumsum(doc_lens)]).astype(np.int64)
-    return SimpleNamespace(tokens=tokens, doc_offsets=off, vocab_size=vocab, start_id=START,
-                           eot_id=EOT)
-
-
-def stream_from_docs(docs):
-    tokens = np.concatenate(docs).astype(np.uint16)
-    off = np.concatenate([[0], np.cumsum([len(d) for d in docs])]).astype(np.int64)
-    return SimpleNamespace(tokens=tokens, doc_offsets=off, vocab_size=V, start_id=START,
-                           eot_id=EOT)
-
+from .helpers import V, Bigram
 
 @pytest.fixture(autouse=True)
 def _one_thread():
@@ -56,3 +35,9 @@ def gpt2_source(gpt2):
         return gpt2(input_ids=idx, use_cache=False).logits  # (B, T, V)
 
     return ModelSource(fn, V, 16, {"kind": "test", "sha256": "tiny-gpt2"})
+
+
+@pytest.fixture
+def bigram_source():
+    m = Bigram()
+    return ModelSource(m, V, None, {"kind": "test", "sha256": "bigram-0"})

@@ -10,7 +10,7 @@ from tokenbound.evaluation.stats import stats_meta
 from tokenbound.evaluation.token_stats import token_stats_naive
 from tokenbound.evaluation.windows import make_windows
 
-from conftest import V, make_stream, stream_from_docs
+from .helpers import V, make_stream, stream_from_docs
 
 LENS = [5, 1, 23, 16, 9, 40]
 
