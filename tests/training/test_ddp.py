@@ -13,8 +13,7 @@ from safetensors.torch import load_file
 
 from tokenbound.cli import main
 
-from training_helpers import write_toy_data
-from test_train_command import TINY
+from training_helpers import TINY, write_toy_data
 
 
 @pytest.mark.slow

@@ -6,12 +6,7 @@ import json
 
 from tokenbound.cli import main
 
-from training_helpers import write_toy_data
-
-TINY = ["--steps", "4", "--batch-size", "4", "--seq-len", "12", "--context-len", "16",
-        "--n-layer", "1", "--n-head", "2", "--d-model", "16", "--eval-interval", "2",
-        "--eval-batches", "1", "--ckpt-interval", "2", "--no-bf16", "--no-progress",
-        "--device", "cpu"]
+from training_helpers import TINY, write_toy_data
 
 
 def test_train_rerun_and_refusal(tmp_path, capsys):

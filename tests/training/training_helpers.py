@@ -8,6 +8,12 @@ import numpy as np
 import torch
 from torch import nn
 
+# CLI flags of a tiny run: 4 steps of a 1-layer width-16 GPT on sequences of 12 tokens
+TINY = ["--steps", "4", "--batch-size", "4", "--seq-len", "12", "--context-len", "16",
+        "--n-layer", "1", "--n-head", "2", "--d-model", "16", "--eval-interval", "2",
+        "--eval-batches", "1", "--ckpt-interval", "2", "--no-bf16", "--no-progress",
+        "--device", "cpu"]
+
 
 def toy_stream(docs: list[list[int]], vocab_size: int = 16, start_id: int = 0):
     """An in-memory object with the TokenStream attributes the training code reads."""
