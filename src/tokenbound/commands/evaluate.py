@@ -1,13 +1,107 @@
-"""`tokenbound evaluate` (not built yet)."""
+"""`tokenbound evaluate`: per-token losses of a model on a token stream -> per-window sums."""
+
+from __future__ import annotations
+
+import os
 
 from tokenbound.errors import UserError
 
-HELP = "(not built yet)"
+HELP = "score every token (or a seeded sample) of a stream with a model; resumable"
+DESCRIPTION = """Score a token stream with a model and write per-window sums for the bounds.
+
+Every token of every document is scored exactly once, in windows of --context tokens advanced
+by --stride (later windows score their last --stride tokens; DESIGN 3). --mode exact scores all
+windows (no sampling term in the bound); --mode sampled draws --samples positions uniformly
+with replacement (seeded) and scores the window that scores each one (DESIGN 2.5).
+Finished shards are kept under OUT/shards/: rerunning the same command resumes. Under
+`torchrun --nproc-per-node N -m tokenbound evaluate ...` each rank scores a seeded share of
+the shards (OUT must be on a shared filesystem)."""
+EPILOG = """examples:
+  tokenbound evaluate --model out/model.tbm --data data/shakespeare --out out/eval
+  tokenbound evaluate --model hf/gpt2 --data data/owt --out out/eval-gpt2 --context 1024 \\
+      --stride 512 --mode sampled --samples 10000 --device cuda --dtype bf16
+"""
 
 
-def add_arguments(parser):
-    pass
+def add_arguments(parser) -> None:
+    a = parser.add_argument
+    a("--model", required=True, metavar="SOURCE",
+      help="tokenbound message file, Hugging Face model directory, or .gguf file")
+    a("--data", required=True, metavar="STREAM_DIR", help="token stream (tokenbound prepare)")
+    a("--out", required=True, metavar="OUT", help="output directory (resumed if it exists)")
+    a("--context", type=int, default=None, metavar="L",
+      help="window length L (default: the model's maximum context)")
+    a("--stride", type=int, default=None, metavar="S",
+      help="stride s in [1, L]: s = L block evaluation (default), s = 1 exact sliding context")
+    a("--mode", choices=("exact", "sampled"), default="exact",
+      help="exact: every window; sampled: windows of --samples drawn positions")
+    a("--samples", type=int, default=None, metavar="N", help="positions drawn (sampled mode)")
+    a("--seed", type=int, default=0, help="seed of the sampling stream (fix before training)")
+    a("--batch-size", type=int, default=8, metavar="B", help="windows per forward pass")
+    a("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    a("--dtype", choices=("fp32", "bf16"), default="fp32",
+      help="model weights dtype (the log-softmax is always fp32)")
+    a("--shard-tokens", type=int, default=65536, metavar="N",
+      help="input tokens per shard (resume granularity)")
+    a("--vocab-chunk", type=int, default=None, metavar="N",
+      help="compute token statistics over vocabulary chunks of N (large vocabularies)")
+    a("--verify-data", action="store_true", help="recompute the stream's sha256 first")
 
 
-def run(args):
-    raise UserError("this command is not built yet")
+def _distributed(device: str) -> tuple[int, int, str]:
+    """(rank, world, device) under torchrun; (0, 1, device) otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, device
+    import torch.distributed as dist
+
+    cuda = device.startswith("cuda")
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    if cuda:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return dist.get_rank(), dist.get_world_size(), device
+
+
+def _summary(res: dict) -> str:
+    t, man = res["totals"], res["manifest"]
+    lines = [f"scored {t['n_tokens']:,} tokens in {t['n_windows']:,} windows "
+             f"({man['mode']}, L={man['context_len']}, s={man['stride']}, V={man['vocab_size']:,})",
+             f"  unsmoothed loss: {t['mean_bits']:.4f} bits/token"]
+    for al, v in zip(man["grids"]["alphas"], t["mean_loss_bits"]):
+        lines.append(f"  alpha={al:<7g} smoothed loss {v:.4f} bits/token")
+    for k, e in zip(man["grids"]["topk"], t["topk_mean_err"]):
+        lines.append(f"  top-{k} error {e:.4f}")
+    tps = res["timing"]["tokens_per_s"]
+    lines.append(f"  this run: {res['timing']['tokens_scored_this_run']:,} tokens"
+                 + (f", {tps:,.0f} tokens/s" if tps else " (all shards were already done)"))
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    import torch
+
+    from tokenbound.data import open_stream
+    from tokenbound.evaluation import EvalConfig, evaluate, load_model_fn
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    rank, world, device = _distributed(device)
+    stream = open_stream(args.data, verify=args.verify_data)
+    model = load_model_fn(args.model, device=device, dtype=args.dtype)
+    context = args.context or model.max_context
+    if context is None:
+        raise UserError("the model does not state its maximum context; pass --context L")
+    cfg = EvalConfig(context_len=context, stride=args.stride, mode=args.mode,
+                     n_samples=args.samples, seed=args.seed, batch_size=args.batch_size,
+                     device=device, dtype=args.dtype, shard_tokens=args.shard_tokens,
+                     vocab_chunk=args.vocab_chunk)
+    res = evaluate(model, stream, args.out, cfg, rank=rank, world=world, progress=True)
+    if rank == 0:
+        print(_summary(res))
+        print(f"wrote {os.path.join(args.out, 'stats.npz')} and "
+              f"{os.path.join(args.out, 'eval.json')}")
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+    return 0

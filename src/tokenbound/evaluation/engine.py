@@ -103,6 +103,8 @@ def build_manifest(stream, model: ModelSource, cfg: EvalConfig) -> dict:
     return {
         "stream_sha256": stream_sha256(stream), "n_tokens": int(len(stream.tokens)),
         "n_docs": int(len(stream.doc_offsets) - 1), "start_id": int(stream.start_id),
+        "eot_id": getattr(stream, "eot_id", None),
+        "tokenizer": getattr(stream, "meta", {}).get("tokenizer"),
         "model": dict(model.ident), "vocab_size": int(model.vocab_size),
         "context_len": cfg.context_len, "stride": cfg.stride, "mode": cfg.mode,
         "n_samples": cfg.n_samples, "seed": cfg.seed if cfg.mode == "sampled" else None,
