@@ -144,15 +144,23 @@ def uniform_quantizer(values: np.ndarray, cfg: QuantConfig):
 
 @register_quantizer("kmeans")
 def kmeans_quantizer(values: np.ndarray, cfg: QuantConfig):
-    """1-D Lloyd from quantile initialization; final symbols = nearest float16 centroid."""
+    """1-D Lloyd from quantile initialization; final symbols = nearest float16 centroid.
+
+    Runs on the sorted values with prefix sums: a cluster is a contiguous run of sorted values
+    between midpoints, so one iteration costs O(L log n) after an O(n log n) sort.
+    """
     levels = cfg.levels
     if not len(values):
         return np.zeros(levels, np.float16), np.zeros(0, np.int64)
-    cb = np.quantile(values, (np.arange(levels) + 0.5) / levels)
+    v = np.sort(np.asarray(values, dtype=np.float64))  # (n,)
+    prefix = np.concatenate([[0.0], np.cumsum(v)])  # (n+1,)
+    cb = np.quantile(v, (np.arange(levels) + 0.5) / levels)  # (L,) ascending
     for _ in range(cfg.kmeans_iters):
-        sym = nearest(values, cb)
-        sums = np.bincount(sym, weights=values, minlength=levels)
-        cnt = np.bincount(sym, minlength=levels)
+        mids = (cb[:-1] + cb[1:]) / 2
+        # same tie rule as `nearest`: a value equal to a midpoint joins the lower centroid
+        cuts = np.concatenate([[0], np.searchsorted(v, mids, side="right"), [len(v)]])
+        cnt = np.diff(cuts)
+        sums = prefix[cuts[1:]] - prefix[cuts[:-1]]
         new = np.where(cnt > 0, sums / np.maximum(cnt, 1), cb)
         if np.array_equal(new, cb):
             break
