@@ -62,7 +62,8 @@ def table(run: str, eval_batches: int, batch_size: int) -> None:
     ctx = int(info["config"].get("context_len") or cfg.context_len)
     base = estimate_loss(model, stream, ctx, eval_batches, batch_size, 1234)
     print(f"\nrun {run}: unquantized loss {base:.4f} bits/token\n")
-    print("| method | L | total bits | bits/param | loss after | increase |\n|---|---|---|---|---|---|")
+    print("| method | L | total bits | bits/param | loss after | increase |")
+    print("|---|---|---|---|---|---|")
     for method in ("uniform", "kmeans"):
         for levels in range(3, 18):
             model, cfg, _ = load_run(run)

@@ -37,7 +37,8 @@ def test_compress_run_json(run_dir, tmp_path, capsys):
     _, cfg, info = decode(out)
     assert info["sha256"] == rep["sha256"] and info["extra"]["context_len"] == 12
     assert rep["trained_parameters"] == info["trained_parameters"]
-    assert rep["bits_per_parameter"] == pytest.approx(rep["total_bits"] / info["trained_parameters"])
+    n = info["trained_parameters"]
+    assert rep["bits_per_parameter"] == pytest.approx(rep["total_bits"] / n)
 
 
 def test_compress_user_errors(run_dir, tmp_path, capsys):

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from tokenbound.compression import MessageError, QuantConfig, bits_by_part, decode, encode, qat_finetune, \
-    quantize_
+from tokenbound.compression import (MessageError, QuantConfig, bits_by_part, decode, encode,
+                                    qat_finetune, quantize_)
 
 models = pytest.importorskip("tokenbound.models")
 

@@ -131,3 +131,16 @@ def test_fuzz_truncations_and_byte_flips(toy):
         outcomes["exact"] += same
         assert same or case % 2 == 1
     assert outcomes["error"] >= 300
+
+
+def test_sizes_are_checked_before_allocation(toy, forge):
+    model, cfg = toy
+    msg = encode(model, cfg, quantize_(model, QuantConfig(levels=5)))
+    huge = forge(msg, lambda h: h["tensors"][0].__setitem__(1, [2**40]))
+    with pytest.raises(MessageError, match="limit"):
+        decode(huge)
+    many_levels = forge(msg, lambda h: h.__setitem__("groups", [60000]))
+    with pytest.raises(MessageError, match="codebook needs 120,000 bytes"):
+        decode(many_levels)
+    with pytest.raises(MessageError, match="codebook sizes"):
+        decode(forge(msg, lambda h: h.__setitem__("groups", [0])))

@@ -17,7 +17,8 @@ evaluated. With --gguf, report the code length of a pretrained GGUF checkpoint a
 with its integer codes entropy-coded."""
 EPILOG = """examples:
   tokenbound compress runs/tiny --levels 11 --out runs/tiny/message.tbq
-  tokenbound compress runs/tiny --levels 7 --kmeans --grouping tensor --qat-steps 100 --out m.tbq --json
+  tokenbound compress runs/tiny --levels 7 --kmeans --grouping tensor --qat-steps 100 \
+      --out m.tbq --json
   tokenbound compress --gguf SmolLM2-135M-Instruct.Q4_1.gguf --json
   tokenbound compress --hf path/to/hf_model_dir --levels 15 --out hf.tbq
 """
