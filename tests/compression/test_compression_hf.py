@@ -39,3 +39,18 @@ def test_hf_round_trip_tied_weights_once(qcfg, forge):
     # decoding never instantiates a class outside transformers' causal-LM table
     with pytest.raises(MessageError, match="causal-LM"):
         decode(forge(msg, lambda h: h["config"].update({"class": "Trainer"})))
+
+
+def test_compress_hf_command(tmp_path, capsys):
+    import json
+
+    from tokenbound.cli import main
+
+    _tiny_gpt2().save_pretrained(tmp_path / "hf")
+    out = tmp_path / "hf.tbq"
+    assert main(["compress", "--hf", str(tmp_path / "hf"), "--levels", "7", "--out", str(out),
+                 "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["total_bits"] == 8 * out.stat().st_size
+    # GPT-2 tiny: wte 50x16 + wpe 32x16 + block + ln_f; lm_head tied, counted once
+    assert rep["trained_parameters"] == sum(p.numel() for p in _tiny_gpt2().parameters())
