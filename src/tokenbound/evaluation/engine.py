@@ -220,17 +220,31 @@ def evaluate(model: ModelSource, stream, out_dir: str, cfg: EvalConfig, *,
     seconds = time.perf_counter() - t0
     if bar:
         bar.close()
-    _barrier(world)
+    n_done = _sum_over_ranks(n_todo, world)
     result_path = os.path.join(out_dir, "eval.json")
     if rank == 0:
-        timing = {"seconds": seconds, "tokens_scored_this_run": n_todo,
-                  "tokens_per_s": n_todo / seconds if seconds > 0 else None, "world": world,
+        timing = {"seconds": seconds, "tokens_scored_this_run": n_done,
+                  "tokens_per_s": n_done / seconds if seconds > 0 and n_done else None,
+                  "world": world,
                   "device": cfg.device, "batch_size": cfg.batch_size,
                   "platform": platform.platform()}
         _merge_and_write(out_dir, manifest, len(shards), draws, timing, asdict(cfg))
     _barrier(world)
     with open(result_path) as f:
         return json.load(f)
+
+
+def _sum_over_ranks(n: int, world: int) -> int:
+    """Sum of an int over ranks (also a barrier); n itself with one process."""
+    if world == 1:
+        return n
+    import torch
+    import torch.distributed as dist
+
+    dev = f"cuda:{torch.cuda.current_device()}" if dist.get_backend() == "nccl" else "cpu"
+    t = torch.tensor([n], dtype=torch.int64, device=dev)
+    dist.all_reduce(t)
+    return int(t.item())
 
 
 def _bar(total: int, on: bool):
