@@ -159,6 +159,7 @@ def test_sampled_mode_unbiased(tmp_path, bigram_source):
     assert arr["Y"].shape == (4000, 8) and arr["W"].shape == (4000, 8, 2)
     assert res["totals"]["n_windows"] == len(np.unique(stats.draws)) < 4000
     y = arr["Y"]
+    np.testing.assert_allclose(res["sample"]["mean_Y"], y.mean(0), rtol=1e-12)
     z = (y.mean(0) - mean_x) / (y.std(0, ddof=1) / np.sqrt(len(y)))
     assert np.all(abs(z) < 4), z
     # teeth: the naive per-window (unweighted) mean is biased on this layout

@@ -94,6 +94,15 @@ def test_predictability_bitwise(gpt2_source, bs, L, s):
     assert _predictable(gpt2_source.fn, bs, L, s)
 
 
+def test_predictability_bitwise_own_gpt():
+    from tokenbound.models import GPTConfig, build_model
+
+    for pos in ("learned", "rope"):
+        model = build_model(GPTConfig(vocab_size=V, context_len=8, n_layer=2, n_head=2,
+                                      d_model=16, position=pos, seed=1)).eval()
+        assert _predictable(model, 8, 8, 3) and _predictable(model, 1, 8, 8)
+
+
 def test_predictability_test_has_teeth(gpt2_source):
     def peeking(idx):  # adds a function of the whole window (future tokens included)
         peek = idx.float().mean(dim=1)[:, None, None] * torch.arange(V)[None, None, :]

@@ -72,6 +72,11 @@ def _summary(res: dict) -> str:
         lines.append(f"  alpha={al:<7g} smoothed loss {v:.4f} bits/token")
     for k, e in zip(man["grids"]["topk"], t["topk_mean_err"]):
         lines.append(f"  top-{k} error {e:.4f}")
+    if "sample" in res:
+        smp = res["sample"]
+        lines.append(f"  sampled: {smp['n_draws']:,} draws, {smp['n_distinct_windows']:,} "
+                     "distinct windows; the lines above are over distinct windows, the "
+                     "bounds use the per-draw means in eval.json['sample']")
     tps = res["timing"]["tokens_per_s"]
     lines.append(f"  this run: {res['timing']['tokens_scored_this_run']:,} tokens"
                  + (f", {tps:,.0f} tokens/s" if tps else " (all shards were already done)"))

@@ -269,8 +269,16 @@ def _merge_and_write(out_dir, manifest, n_shards, draws, timing, config) -> Wind
     result = {"manifest": manifest, "config": config, "timing": timing,
               "totals": {k: (v.tolist() if isinstance(v, np.ndarray) else v)
                          for k, v in tot.items()},
+              "totals_note": "sums over the distinct scored windows (each counted once)",
               "a": stats.meta["a"], "c": stats.meta["c"], "n_shards": n_shards,
               "stats_file": "stats.npz"}
+    if draws is not None:
+        arr = stats.sample_arrays()
+        result["sample"] = {"n_draws": int(draws.size), "n_distinct_windows": len(stats),
+                            "note": "means over draws (repeats counted): unbiased for "
+                                    "Xbar, V/m and the top-k error rate (DESIGN 2.5)",
+                            **{f"mean_{k}": arr[k].mean(axis=0).tolist()
+                               for k in ("Y", "W", "Yk", "Wk")}}
     _atomic_json(os.path.join(out_dir, "eval.json"), result)
     return stats
 
