@@ -1,13 +1,97 @@
-"""`tokenbound bound` (not built yet)."""
+"""`tokenbound bound`: evaluation statistics + message length -> certified bounds."""
 
-from tokenbound.errors import UserError
+from __future__ import annotations
 
-HELP = "(not built yet)"
+HELP = "turn evaluation stats + the message length into certified bounds (every family)"
+DESCRIPTION = """Compute the bounds of every family from an evaluation directory (written by
+`tokenbound evaluate`) and the model's message (its exact length C in bits; or --code-bits for a
+model described elsewhere, e.g. a GGUF file's stored bits). Exact mode: azuma, empirical
+Bernstein and betting token-level bounds (certified value = their minimum, with ln(#families),
+ln(#alphas), ln(#centers) and each lambda grid paid), top-1/10/100 error bounds (kl, azuma,
+bernstein), and the document-level bound. Sampled mode: azuma and Bernstein with sampling terms
+(betting UCBs by default), plus the paper's arithmetic shown beside them (not a certificate)."""
+EPILOG = """examples:
+  tokenbound bound runs/demo/eval_train --message runs/demo/model.tbm
+  tokenbound bound EVAL --code-bits 772614144 --json --out bound.json
+"""
 
 
 def add_arguments(parser):
-    pass
+    parser.add_argument("eval_dir", help="evaluation directory (tokenbound evaluate --out)")
+    g = parser.add_mutually_exclusive_group(required=True)
+    g.add_argument("--message", help="the message file that was evaluated (its length is C)")
+    g.add_argument("--code-bits", type=int, help="C in bits, when the model is described elsewhere")
+    parser.add_argument("--extra-bits", type=int, default=0,
+                        help="bits for choices made after seeing data not covered by the grids")
+    parser.add_argument("--candidates", type=int, default=1,
+                        help="sampled mode: other candidates compared on the same sample "
+                             "(checkpoints x quantizations x strides); paid in the sampling terms")
+    parser.add_argument("--estimator", choices=["betting", "maurer-pontil", "hoeffding"],
+                        default="betting", help="sampled mode: UCB estimator (default betting)")
+    parser.add_argument("--delta", type=float, default=0.05, help="failure probability (0.05)")
+    parser.add_argument("--json", action="store_true", help="print the full JSON result")
+    parser.add_argument("--out", help="also write the JSON result to this file")
 
 
-def run(args):
-    raise UserError("this command is not built yet")
+def run(args) -> int:
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from tokenbound.errors import UserError
+    from tokenbound.experiments import steps
+
+    if not 0 < args.delta < 1:
+        raise UserError(f"--delta must lie in (0, 1), got {args.delta}")
+    if args.code_bits is not None and args.code_bits < 0:
+        raise UserError(f"--code-bits must be >= 0, got {args.code_bits}")
+    if not (Path(args.eval_dir) / "eval.json").is_file():
+        raise UserError(f"{args.eval_dir}: no eval.json; run `tokenbound evaluate --out "
+                        f"{args.eval_dir}` first (or let it finish)")
+    code_bits = args.code_bits
+    if args.message:
+        p = Path(args.message)
+        if not p.is_file():
+            raise UserError(f"--message {args.message}: no such file")
+        data = p.read_bytes()
+        code_bits = 8 * len(data)
+        ev = steps.read_json(Path(args.eval_dir) / "eval.json") or {}
+        model = ev.get("manifest", {}).get("model", {})
+        want = model.get("sha256") if isinstance(model, dict) else None
+        if want and want != hashlib.sha256(data).hexdigest():
+            raise UserError(f"--message {args.message} is not the model that was evaluated in "
+                            f"{args.eval_dir} (sha256 differs); evaluate this message first")
+    res = steps.certify(args.eval_dir, code_bits, delta=args.delta, extra_bits=args.extra_bits,
+                        extra_candidates=args.candidates,
+                        estimator=args.estimator.replace("maurer-pontil", "maurer_pontil"))
+    if args.out:
+        steps.atomic_json(args.out, res)
+    if args.json:
+        print(json.dumps(res, indent=2))
+        return 0
+    _print(res, code_bits)
+    return 0
+
+
+def _print(res: dict, code_bits: int) -> None:
+    best = res["token"]["best"]
+    print(f"certified bound: {best['value']:.4f} bits/token ({best['family']}, alpha = "
+          f"{best['alpha']}, delta = {best['delta']}; "
+          f"{'VACUOUS' if best['vacuous'] else 'non-vacuous'}; random guess "
+          f"{best['random_guess']:.3f})")
+    print(f"  empirical {best['empirical']:.4f} + complexity {best['complexity_term']:.4f} + "
+          f"sampling {best['sampling_term']:.4f}   (C = {code_bits:,} bits, m = {res['m']:,})")
+    seen = {}
+    for c in res["token"]["candidates"]:
+        if c["family"] not in seen or c["value"] < seen[c["family"]]["value"]:
+            seen[c["family"]] = c
+    for f, c in seen.items():
+        print(f"  {f:10s} {c['value']:.4f}  (alpha {c['alpha']}, center {c['center']})")
+    if res.get("paper"):
+        print(f"  paper      {res['paper']['value']:.4f}  (not a certificate)")
+    for k, t in (res.get("topk") or {}).items():
+        print(f"top-{k} error bound {t['best']['value']:.4f} ({t['best']['family']}; empirical "
+              f"{t['best']['empirical']:.4f})")
+    doc = res["token"].get("document")
+    if doc:
+        print(f"document-level bound {doc['value']:.4f} (N = {doc['m']:,} documents, i.i.d. assumed)")

@@ -1,0 +1,251 @@
+"""The pipeline's steps, each idempotent: it returns at once when its output exists and is valid.
+
+    prepare  corpus -> DATA/train, DATA/heldout           (tokenbound.data)
+    train    DATA -> RUN (resumable)                       (tokenbound.training)
+    compress RUN or HF dir -> MESSAGE (+ compress.json)    (tokenbound.compression)
+    evaluate MESSAGE x stream -> EVAL dir (resumable)      (tokenbound.evaluation)
+    certify  EVAL + MESSAGE length -> bound.json           (tokenbound.bounds)
+
+This module is the only place (with `pipeline`) that wires packages together; the commands
+`compress`, `bound` and `run` call it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from tokenbound.errors import UserError
+
+log = logging.getLogger(__name__)
+
+LOSS_SEED = 1234  # the fixed windows of the quantization loss estimate (same before and after)
+QAT_SEED = 4321   # batches of quantization-aware fine-tuning
+
+
+def atomic_json(path: str | Path, obj) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: str | Path) -> dict | None:
+    """The JSON object at `path`, or None when the file is missing or unreadable."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+# ---- prepare ---------------------------------------------------------------------------------
+def prepare(corpus: str, tokenizer: str, out: str | Path, *, max_train_docs: int | None = None,
+            progress: bool = False) -> dict:
+    """Write OUT/train and OUT/heldout (skipped when identical streams exist).
+
+    `max_train_docs` keeps only the first N training documents (a smaller population `m`,
+    fixed in the recipe before any data is seen; used by `demo --quick`).
+    """
+    from tokenbound.data import load_corpus, make_request, prepare_corpus, tokenizer_from_spec
+
+    tok = tokenizer_from_spec(tokenizer)
+    corp = load_corpus(corpus)
+    if max_train_docs is not None:
+        corp = _truncate_train(corp, int(max_train_docs))
+    request = make_request(corpus, tok, max_train_docs=max_train_docs)
+    summaries = prepare_corpus(corp, tok, out, request, progress=progress)
+    return {s.split: {"n_tokens": len(s.stream), "n_docs": s.stream.n_docs, "n_bytes": s.n_bytes,
+                      "sha256": s.stream.sha256, "skipped": s.skipped} for s in summaries}
+
+
+def _truncate_train(corp, n: int):
+    """A copy of the corpus whose train split keeps its first `n` documents."""
+    import dataclasses
+
+    if n < 1:
+        raise UserError(f"max_train_docs must be >= 1 (got {n})")
+    train = corp.split("train")[:n]
+    keep = {id(d) for d in train} | {id(d) for d in corp.split("heldout")}
+    docs = [d for d in corp.documents if id(d) in keep]
+    return dataclasses.replace(corp, documents=docs)
+
+
+# ---- train -----------------------------------------------------------------------------------
+def train(data: str | Path, out: str | Path, model: dict, train: dict, *,
+          progress: bool = False) -> dict:
+    """Train (or resume) RUN=out on DATA with the GPTConfig fields `model` and TrainConfig
+    fields `train`; returns train.json."""
+    from tokenbound.models import GPTConfig
+    from tokenbound.training import TrainConfig
+    from tokenbound.training import train as run_training
+
+    cfg = TrainConfig(data=str(data), out=str(out), model=GPTConfig.from_dict(dict(model)),
+                      **dict(train))
+    return run_training(cfg, progress=progress)
+
+
+# ---- compress --------------------------------------------------------------------------------
+def compress_run(run: str | Path, out: str | Path, qcfg, *, qat_steps: int = 0,
+                 qat_lr: float = 5e-5, batch_size: int = 8, eval_batches: int = 10) -> dict:
+    """Quantize the final model of RUN, optionally QAT, write the message to `out` and check
+    that it decodes to exactly the quantized weights. Returns the compress report."""
+    from tokenbound.compression import qat_finetune, quantize_
+    from tokenbound.training import IGNORE_INDEX, batch_iterator, estimate_loss, load_run
+    from tokenbound.training.run import open_data
+
+    model, cfg, info = load_run(run)
+    stream, _ = open_data(info["config"]["data"])
+    ctx = int(info["config"].get("context_len") or cfg.context_len)
+
+    def loss():
+        if not eval_batches:
+            return None
+        return estimate_loss(model, stream, ctx, eval_batches, batch_size, LOSS_SEED)
+
+    before = loss()
+    qstate = quantize_(model, qcfg)
+    if qat_steps:
+        batches = batch_iterator(stream, ctx, batch_size, QAT_SEED)
+        qstate = qat_finetune(model, qstate, batches, qat_steps, qat_lr,
+                              ignore_index=IGNORE_INDEX)
+    after = loss()
+    extra = {"tokenizer": stream.meta.get("tokenizer"), "vocab_size": stream.vocab_size,
+             "start_id": stream.start_id, "eot_id": stream.eot_id, "context_len": ctx}
+    report = write_message(model, cfg, qstate, extra, out)
+    report.update(run=str(run), loss_before=before, loss_after=after,
+                  loss_increase=None if before is None else after - before,
+                  qat_steps=qat_steps)
+    return report
+
+
+def compress_hf(hf_dir: str | Path, out: str | Path, qcfg) -> dict:
+    """Post-training quantization of a local Hugging Face causal LM into a message."""
+    from tokenbound.compression import quantize_
+
+    if not Path(hf_dir).is_dir():
+        raise UserError(f"{hf_dir}: not a directory holding a Hugging Face model")
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(hf_dir), local_files_only=True).eval()
+    qstate = quantize_(model, qcfg)
+    report = write_message(model, model.config, qstate, {"source": "hf"}, out)
+    report.update(hf=str(hf_dir), loss_before=None, loss_after=None, loss_increase=None)
+    return report
+
+
+def write_message(model, cfg, qstate, extra: dict, out: str | Path) -> dict:
+    """Encode, write atomically, decode back and check the weights bit for bit."""
+    import torch
+
+    from tokenbound.compression import decode, encode
+
+    message = encode(model, cfg, qstate, extra_header=extra)
+    out_path = Path(out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(message)
+    os.replace(tmp, out_path)
+    model2, _, info = decode(out_path)
+    for (name, a), (_, b) in zip(model.state_dict().items(), model2.state_dict().items()):
+        if not torch.equal(a.cpu(), b):
+            raise RuntimeError(f"decoded tensor {name} differs from the quantized model")
+    n = info["trained_parameters"]
+    return {"out": str(out_path), "total_bits": info["total_bits"],
+            "bits_by_part": info["bits_by_part"], "prefix_free_bits": info["prefix_free_bits"],
+            "trained_parameters": n, "quantized_parameters": qstate.quantized_parameters,
+            "bits_per_parameter": info["total_bits"] / max(n, 1), "sha256": info["sha256"],
+            "quant": qstate.config.to_dict()}
+
+
+def message_is_valid(path: str | Path, report: dict | None) -> bool:
+    """True when `path` exists and its sha256 and size match the compress report."""
+    import hashlib
+
+    p = Path(path)
+    if report is None or not p.is_file():
+        return False
+    data = p.read_bytes()
+    return (hashlib.sha256(data).hexdigest() == report.get("sha256")
+            and 8 * len(data) == report.get("total_bits"))
+
+
+# ---- evaluate --------------------------------------------------------------------------------
+def evaluate(model_source: str, stream_dir: str | Path, out: str | Path, eval_cfg: dict, *,
+             progress: bool = False) -> dict:
+    """Score the stream with the model (message file, HF dir or GGUF); resumable shards."""
+    from tokenbound.data import open_stream
+    from tokenbound.evaluation import EvalConfig, load_model_fn
+    from tokenbound.evaluation import evaluate as run_eval
+
+    cfg = EvalConfig(**dict(eval_cfg))
+    stream = open_stream(str(stream_dir))
+    model = load_model_fn(str(model_source), device=cfg.device, dtype=cfg.dtype)
+    return run_eval(model, stream, str(out), cfg, progress=progress)
+
+
+# ---- certify ---------------------------------------------------------------------------------
+def certify(eval_dir: str | Path, code_bits: int, *, delta: float = 0.05, extra_bits: int = 0,
+            extra_candidates: int = 1, estimator: str = "betting") -> dict:
+    """Bounds of every family from an evaluation directory and the message length C (bits).
+
+    Exact mode: `certify_exact` (azuma, bernstein, betting; the certified value is their
+    minimum with ln(#families), ln(#alphas), ln(#centers) and each lambda grid paid), top-k
+    bounds (`certify_topk_exact`, k in TOPK, each its own certificate at `delta`), the
+    document-level bound, and the paper's arithmetic (not a certificate; it needs a sample,
+    so it is only computed in sampled mode). Sampled mode: `certify_sampled`.
+    """
+    from tokenbound import bounds as B
+    from tokenbound.evaluation import load_result
+
+    stats, ev = load_result(str(eval_dir))
+    man = ev["manifest"]
+    V = int(stats.meta["vocab_size"])
+    alphas = tuple(stats.meta["alphas"])
+    ks = tuple(stats.meta["topk"])
+    common = dict(vocab_size=V, code_bits=int(code_bits), extra_bits=int(extra_bits), delta=delta)
+    out: dict = {"mode": man["mode"], "vocab_size": V, "alphas": list(alphas), "topk": list(ks),
+                 "eval_manifest": man}
+    if man["mode"] == "exact":
+        tot = stats.totals()
+        m = int(tot["n_tokens"])
+        doc_means = stats.doc_sum_x / stats.doc_n[:, None] if stats.doc_n is not None else None
+        cert = B.certify_exact(m, tot["sum_x"], tot["sum_center"], tot["sum_dev2"], stats.betting,
+                               doc_means=doc_means, **common)
+        out["token"] = cert.to_dict()
+        out["topk"] = {}
+        for j, k in enumerate(ks):
+            c = B.certify_topk_exact(m, tot["topk_err"][j], tot["topk_center"][j],
+                                     tot["topk_dev2"][j], k=k, k_choices=len(ks), **common)
+            out["topk"][str(k)] = c.to_dict()
+        out["m"], out["n"] = m, None
+        out["mean_bits"] = float(tot["mean_bits"])
+    else:
+        s = stats.sample_arrays()
+        m = int(man["n_tokens"])
+        cert = B.certify_sampled(s["Y"], s["W"], m=m, estimator=estimator,
+                                 extra_candidates=extra_candidates, **common)
+        out["token"] = cert.to_dict()
+        out["paper"] = _paper_from_sample(s, stats, m, common)
+        out["m"], out["n"] = m, int(s["Y"].shape[0])
+        out["mean_bits"] = None
+    return out
+
+
+def _paper_from_sample(s: dict, stats, m: int, common: dict) -> dict:
+    """The published arithmetic (DESIGN 2.7), best over alphas: not a certificate."""
+    from tokenbound import bounds as B
+
+    best = None
+    for ia, alpha in enumerate(stats.meta["alphas"]):
+        a, c = B.smoothing(common["vocab_size"], alpha)
+        r = B.paper_bound(a + float(np.mean(s["Y"][:, ia])), a, c, m, int(s["Y"].shape[0]),
+                          common["code_bits"], common["extra_bits"], common["delta"], alpha=alpha,
+                          random_guess=float(np.log2(common["vocab_size"])))
+        if best is None or r.value < best.value:
+            best = r
+    return best.to_dict()
