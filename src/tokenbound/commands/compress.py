@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 from tokenbound.errors import UserError
 
@@ -22,8 +20,6 @@ EPILOG = """examples:
   tokenbound compress --gguf SmolLM2-135M-Instruct.Q4_1.gguf --json
   tokenbound compress --hf path/to/hf_model_dir --levels 15 --out hf.tbq
 """
-LOSS_SEED = 1234  # the fixed windows of the loss estimate (same before and after)
-QAT_SEED = 4321   # batches of quantization-aware fine-tuning
 
 
 def add_arguments(parser):
@@ -83,73 +79,19 @@ def _gguf_report(path: str, progress: bool) -> dict:
 
 
 def _run_report(args) -> dict:
-    from tokenbound.compression import qat_finetune, quantize_
-    from tokenbound.training import IGNORE_INDEX, batch_iterator, estimate_loss, load_run
-    from tokenbound.training.run import open_data
+    from tokenbound.experiments.steps import compress_run
 
-    model, cfg, info = load_run(args.run)
-    stream, _ = open_data(info["config"]["data"])
-    ctx = int(info["config"].get("context_len") or cfg.context_len)
-
-    def loss():
-        if not args.eval_batches:
-            return None
-        return estimate_loss(model, stream, ctx, args.eval_batches, args.batch_size, LOSS_SEED)
-
-    before = loss()
-    qstate = quantize_(model, _qcfg(args))
-    if args.qat_steps:
-        batches = batch_iterator(stream, ctx, args.batch_size, QAT_SEED)
-        qstate = qat_finetune(model, qstate, batches, args.qat_steps, args.qat_lr,
-                              ignore_index=IGNORE_INDEX)
-    after = loss()
-    extra = {"tokenizer": stream.meta.get("tokenizer"), "vocab_size": stream.vocab_size,
-             "start_id": stream.start_id, "eot_id": stream.eot_id, "context_len": ctx}
-    report = _write(model, cfg, qstate, extra, args.out)
-    report.update(run=str(args.run), loss_before=before, loss_after=after,
-                  loss_increase=None if before is None else after - before,
-                  qat_steps=args.qat_steps)
-    return report
+    return compress_run(args.run, args.out, _qcfg(args), qat_steps=args.qat_steps,
+                        qat_lr=args.qat_lr, batch_size=args.batch_size,
+                        eval_batches=args.eval_batches)
 
 
 def _hf_report(args) -> dict:
-    from tokenbound.compression import quantize_
+    from tokenbound.experiments.steps import compress_hf
 
-    if not Path(args.hf).is_dir():
-        raise UserError(f"--hf {args.hf}: not a directory holding a Hugging Face model")
     if args.qat_steps:
         raise UserError("--qat-steps is for tokenbound runs; drop it with --hf")
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(args.hf, local_files_only=True).eval()
-    qstate = quantize_(model, _qcfg(args))
-    report = _write(model, model.config, qstate, {"source": "hf"}, args.out)
-    report.update(hf=str(args.hf), loss_before=None, loss_after=None, loss_increase=None)
-    return report
-
-
-def _write(model, cfg, qstate, extra: dict, out: str) -> dict:
-    """Encode, write atomically, decode back and check the weights; the report's numbers."""
-    import torch
-
-    from tokenbound.compression import decode, encode
-
-    message = encode(model, cfg, qstate, extra_header=extra)
-    out_path = Path(out)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(message)
-    os.replace(tmp, out_path)
-    model2, _, info = decode(out_path)
-    for (name, a), (_, b) in zip(model.state_dict().items(), model2.state_dict().items()):
-        if not torch.equal(a.cpu(), b):
-            raise RuntimeError(f"decoded tensor {name} differs from the quantized model")
-    n = info["trained_parameters"]
-    return {"out": str(out_path), "total_bits": info["total_bits"],
-            "bits_by_part": info["bits_by_part"], "prefix_free_bits": info["prefix_free_bits"],
-            "trained_parameters": n, "quantized_parameters": qstate.quantized_parameters,
-            "bits_per_parameter": info["total_bits"] / max(n, 1), "sha256": info["sha256"],
-            "quant": qstate.config.to_dict()}
+    return compress_hf(args.hf, args.out, _qcfg(args))
 
 
 def _show(report: dict, as_json: bool) -> int:

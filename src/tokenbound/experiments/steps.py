@@ -69,10 +69,16 @@ def _truncate_train(corp, n: int):
 
     if n < 1:
         raise UserError(f"max_train_docs must be >= 1 (got {n})")
-    train = corp.split("train")[:n]
-    keep = {id(d) for d in train} | {id(d) for d in corp.split("heldout")}
-    docs = [d for d in corp.documents if id(d) in keep]
-    return dataclasses.replace(corp, documents=docs)
+    docs, flags, n_train = [], [], 0
+    for d, held in zip(corp.documents, corp.heldout):
+        if not held:
+            if n_train == n:
+                continue
+            n_train += 1
+        docs.append(d)
+        flags.append(held)
+    return dataclasses.replace(corp, documents=docs, heldout=flags,
+                               info={**corp.info, "max_train_docs": n})
 
 
 # ---- train -----------------------------------------------------------------------------------
