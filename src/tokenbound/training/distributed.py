@@ -48,11 +48,3 @@ def all_reduce_sum(value: float, world: int, device: torch.device) -> float:
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return float(t.item())
 
-
-def all_agree(ok: bool, world: int, device: torch.device) -> bool:
-    """True iff `ok` on every rank (so that all ranks raise together, never hang)."""
-    if world == 1:
-        return ok
-    t = torch.tensor([0.0 if ok else 1.0], dtype=torch.float64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return float(t.item()) == 0.0

@@ -44,7 +44,7 @@ def make_optimizer(model, cfg: TrainConfig) -> torch.optim.AdamW:
     no_decay = [p for p in params if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, foreach=False)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
 
 
 def train(cfg: TrainConfig, progress: bool = True, *, force: bool = False) -> dict:
@@ -90,6 +90,7 @@ class _Trainer:
         self.model = models.build_model(self.cfg.model).to(self.device)
         self.model.train()
         self.optimizer = make_optimizer(self.model, self.cfg)
+        self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.start_step = 0
         self.progress = {"tokens_seen": 0, "train_seconds": 0.0, "wall_seconds": 0.0,
                          "curve": [], "pending_nats": 0.0, "pending_targets": 0}
@@ -140,9 +141,7 @@ class _Trainer:
             nll_sum = token_losses_nats(self.net, x, y, doc_ids).sum()
         (nll_sum * (self.world / n_targets)).backward()
         if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.optimizer.param_groups[0]["params"]
-                                           + self.optimizer.param_groups[1]["params"],
-                                           cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
         self.optimizer.step()
