@@ -24,7 +24,8 @@ from safetensors.torch import load_file, save_file
 
 CKPT_DIR = "ckpt"
 LATEST = "latest.json"
-RNG_SCHEME = "torch.manual_seed(step_seed(seed, step, rank)) before each step; data from (seed, step)"
+RNG_SCHEME = ("torch.manual_seed(step_seed(seed, step, rank)) before each step; "
+              "data from (seed, step)")
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:

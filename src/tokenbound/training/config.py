@@ -83,7 +83,8 @@ class TrainConfig:
                f"must be in [0, 1), got {self.warmup_frac}")
         _check(0.0 <= self.min_lr_ratio <= 1.0, "--min-lr-ratio",
                f"must be in [0, 1], got {self.min_lr_ratio}")
-        _check(self.weight_decay >= 0.0, "--weight-decay", f"must be >= 0, got {self.weight_decay}")
+        _check(self.weight_decay >= 0.0, "--weight-decay",
+               f"must be >= 0, got {self.weight_decay}")
         _check(len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas), "--betas",
                f"must be two numbers in [0, 1), got {self.betas}")
         _check(self.grad_clip >= 0.0, "--grad-clip", f"must be >= 0, got {self.grad_clip}")
