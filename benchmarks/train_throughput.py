@@ -3,8 +3,8 @@
 Trains the default byte-level GPT (4 layers, d_model 128, context 256, batch 32) with
 `tokenbound.training.train` in 3 interleaved rounds of 10 steps per parametrization (the best
 round kept) -- dense, LoRA, Kronecker, Monarch, dense + random subspace; bf16 autocast as
-by default, plus dense in float32 for reference -- and writes a Markdown table with the machine and the command to
-`benchmarks/results/training.md`.
+by default, plus dense in float32 for reference -- and writes a Markdown table with the
+machine and the command to `benchmarks/results/training.md`.
 
     .venv/bin/python benchmarks/train_throughput.py [--steps 10] [--rounds 3] [--data DIR]
 
