@@ -105,7 +105,7 @@ def _qcfg(c: dict):
 
 def run(recipe: Recipe, *, progress: bool = False, say=lambda msg: None) -> dict:
     """Run every step of `recipe` (skipping finished ones) and write the report; returns it."""
-    out = Path(recipe.out)
+    out = Path(recipe.out).resolve()  # absolute: run dirs record their data path
     out.mkdir(parents=True, exist_ok=True)
     steps.atomic_json(out / "recipe.json", recipe.to_dict())
     t0, timings = time.perf_counter(), {}
@@ -159,7 +159,7 @@ def build_report(recipe: Recipe, prep: dict, train_info: dict | None, comp: dict
     """The report dictionary (report.json): every number copied from the steps' outputs."""
     from tokenbound.data import open_stream
 
-    stream = open_stream(str(Path(recipe.out) / "data" / "train"))
+    stream = open_stream(str(Path(recipe.out).resolve() / "data" / "train"))
     V = cert["vocab_size"]
     tok = stream.meta.get("tokenizer")
     unit = "bits per byte" if tok == "bytes" else "bits per token"
