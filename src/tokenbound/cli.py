@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "bound": "bound",
     "run": "run_recipe",
     "demo": "demo",
+    "experiment": "experiment",
 }
 
 EPILOG = """quick start:

@@ -1,0 +1,129 @@
+"""`tokenbound experiment NAME`: rerun one of the paper's experiments, write its table and plot.
+
+Each experiment (registry `tokenbound.experiments.registry`) returns a JSON-able results dict.
+Conventions understood here (all optional): `title` (str), `columns` (list of str), `rows`
+(list of dicts keyed by column, or lists in column order), `notes` (list of str), `plots`
+(PNG file names written into the output directory). Anything else is kept in results.json.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+
+HELP = "rerun one of the paper's experiments (table + plot) at laptop scale"
+EPILOG = """examples:
+  tokenbound experiment markov --quick
+  tokenbound experiment memorization --out runs/exp-memorization
+"""
+
+
+def _description() -> str:
+    from tokenbound.experiments.registry import EXPERIMENTS, load
+    from tokenbound.errors import UserError
+
+    lines = ["Runs one experiment and writes OUT/results.json, OUT/results.md and its PNG plot.",
+             "", "experiments:"]
+    for name in EXPERIMENTS:
+        try:
+            h = load(name).HELP
+        except UserError:
+            h = "(not built yet)"
+        lines.append(f"  {name:<14} {h}")
+    return "\n".join(lines)
+
+
+def add_arguments(parser) -> None:
+    from tokenbound.experiments.registry import EXPERIMENTS, load
+    from tokenbound.errors import UserError
+
+    parser.description = _description()
+    sub = parser.add_subparsers(dest="experiment", metavar="NAME")
+    for name in EXPERIMENTS:
+        try:
+            mod = load(name)
+        except UserError:
+            p = sub.add_parser(name, help="(not built yet)")
+        else:
+            p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+            if hasattr(mod, "add_arguments"):
+                mod.add_arguments(p)
+        p.add_argument("--out", help="output directory (default runs/exp-NAME[-quick])")
+        p.add_argument("--quick", action="store_true", help="the short version (minutes)")
+        p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args) -> int:
+    from tokenbound.errors import UserError
+    from tokenbound.experiments.registry import load
+
+    if not getattr(args, "experiment", None):
+        raise UserError("name an experiment: tokenbound experiment NAME (see --help)")
+    mod = load(args.experiment)
+    out = args.out or f"runs/exp-{args.experiment}" + ("-quick" if args.quick else "")
+    Path(out).mkdir(parents=True, exist_ok=True)
+    skip = {"command", "verbose", "_run", "experiment", "out", "quick", "no_progress"}
+    kwargs = {k: v for k, v in vars(args).items() if k not in skip}
+    started = datetime.datetime.now(datetime.timezone.utc)
+    res = mod.run(out, args.quick, not args.no_progress, **kwargs)
+    res = dict(res)
+    res.setdefault("provenance", {}).update(provenance(started))
+    (Path(out) / "results.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
+    text = render(args.experiment, res)
+    (Path(out) / "results.md").write_text(text)
+    print(text)
+    print(f"written: {out}/results.json, {out}/results.md"
+          + "".join(f", {out}/{p}" for p in res.get("plots", [])))
+    return 0
+
+
+def provenance(started) -> dict:
+    """The command line, machine and date printed beside every table."""
+    return {"command": "tokenbound " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+            "machine": f"{platform.platform()}, {platform.processor() or platform.machine()}, "
+                       f"{os.cpu_count()} CPUs, Python {platform.python_version()}",
+            "date": started.strftime("%Y-%m-%d %H:%M UTC"),
+            "wall_s": round((datetime.datetime.now(datetime.timezone.utc)
+                             - started).total_seconds(), 1)}
+
+
+def _cell(x) -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int):
+        return f"{x:,}"
+    if isinstance(x, float):
+        return f"{x:,.4g}" if abs(x) >= 1e4 or (x != 0 and abs(x) < 1e-3) else f"{x:.4f}"
+    return str(x)
+
+
+def format_table(columns: list, rows: list) -> str:
+    """A markdown table of rows (dicts keyed by column, or lists in column order)."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        vals = [r.get(c) for c in columns] if isinstance(r, dict) else list(r)
+        lines.append("| " + " | ".join(_cell(v) for v in vals) + " |")
+    return "\n".join(lines)
+
+
+def render(name: str, res: dict) -> str:
+    """results.md: title, table, notes, plots, then command / machine / date."""
+    parts = [f"## {res.get('title', name)}", ""]
+    if res.get("columns") and res.get("rows") is not None:
+        parts += [format_table(res["columns"], res["rows"]), ""]
+    else:
+        body = {k: v for k, v in res.items() if k not in ("provenance", "title")}
+        parts += ["```json", json.dumps(body, indent=2, default=str), "```", ""]
+    parts += [f"- {n}" for n in res.get("notes", [])]
+    parts += [f"![{p}]({p})" for p in res.get("plots", [])]
+    p = res.get("provenance", {})
+    parts += ["", f"Command: `{p.get('command')}`  ", f"Machine: {p.get('machine')}  ",
+              f"Date: {p.get('date')} (wall time {p.get('wall_s')} s)", ""]
+    return "\n".join(parts)
