@@ -1,0 +1,60 @@
+"""Registry, `tokenbound experiment` listing, and the markov experiment at a toy scale."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tokenbound.errors import UserError
+from tokenbound.experiments import registry
+
+
+def test_registry_names_and_modules():
+    assert registry.list_experiments() == ["compression", "doc-vs-token", "quantization",
+                                           "markov", "memorization", "pretrained", "sampling",
+                                           "scaling"]
+    assert registry.EXPERIMENTS["doc-vs-token"] == "tokenbound.experiments.exp_doc_vs_token"
+    mod = registry.load("markov")
+    assert callable(mod.run) and isinstance(mod.HELP, str)
+
+
+def test_unknown_and_unbuilt(monkeypatch):
+    with pytest.raises(UserError, match="unknown experiment"):
+        registry.load("nope")
+    monkeypatch.setitem(registry.EXPERIMENTS, "ghost", "tokenbound.experiments.exp_ghost")
+    with pytest.raises(UserError, match="ghost is not built yet"):
+        registry.load("ghost")
+
+
+def test_cli_lists_experiments():
+    out = subprocess.run([sys.executable, "-m", "tokenbound", "experiment", "--help"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    for name in registry.list_experiments():
+        assert name in out.stdout
+
+
+def test_format_table():
+    from tokenbound.commands.experiment import format_table
+
+    t = format_table(["a", "b"], [{"a": 1, "b": 0.5}, [2000, None]])
+    assert t.splitlines() == ["| a | b |", "|---|---|", "| 1 | 0.5000 |", "| 2,000 | — |"]
+
+
+def test_markov_experiment_toy(tmp_path):
+    from tokenbound.commands.experiment import render
+    from tokenbound.experiments import exp_markov
+
+    res = exp_markov.run(str(tmp_path), True, False, orders=[0, 1], no_gpt=True,
+                         scale_override={"docs": 1})
+    rows = res["rows"]
+    assert [r["k"] for r in rows] == [0, 1]
+    m = res["scale"]["m"]
+    for r in rows:
+        assert r["bound bits/byte"] >= r["train bits/byte"] - 1e-9
+        assert r["code bits"] == 8 * (tmp_path / f"markov-k{r['k']}.bin").stat().st_size
+    assert rows[1]["train bits/byte"] < rows[0]["train bits/byte"]  # more context fits better
+    assert rows[1]["code bits"] > rows[0]["code bits"]  # ... and costs more
+    assert (tmp_path / "markov.png").stat().st_size > 1000
+    assert m > 0 and "Markov" in render("markov", json.loads(json.dumps(res)))
