@@ -58,3 +58,30 @@ def test_markov_experiment_toy(tmp_path):
     assert rows[1]["code bits"] > rows[0]["code bits"]  # ... and costs more
     assert (tmp_path / "markov.png").stat().st_size > 1000
     assert m > 0 and "Markov" in render("markov", json.loads(json.dumps(res)))
+
+
+def test_command_writes_results(tmp_path, monkeypatch, capsys):
+    import types
+
+    from tokenbound.cli import main
+
+    fake = types.ModuleType("tokenbound.experiments.exp_fake")
+    fake.HELP = "a fake experiment"
+    fake.add_arguments = lambda p: p.add_argument("--level", type=int, default=3)
+
+    def run(out_dir, quick, progress, level=None, **_):
+        (tmp_path / "out" / "p.png").write_bytes(b"png")
+        return {"title": "Fake", "columns": ["x", "y"], "rows": [{"x": level, "y": quick}],
+                "plots": ["p.png"], "notes": ["hello"]}
+
+    fake.run = run
+    monkeypatch.setitem(sys.modules, fake.__name__, fake)
+    monkeypatch.setitem(registry.EXPERIMENTS, "fake", fake.__name__)
+    out = tmp_path / "out"
+    assert main(["experiment", "fake", "--out", str(out), "--quick", "--level", "7"]) == 0
+    printed = capsys.readouterr().out
+    assert "| 7 | yes |" in printed and "Machine:" in printed and "Date:" in printed
+    res = json.loads((out / "results.json").read_text())
+    assert res["rows"] == [{"x": 7, "y": True}] and "command" in res["provenance"]
+    assert (out / "results.md").read_text().startswith("## Fake")
+    assert main(["experiment"]) == 2  # no name: a one-line error, exit 2

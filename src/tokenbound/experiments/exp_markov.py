@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 HELP = "k-th order Markov chains (counts coded exactly) vs GPTs with k tokens of context"
 DELTA = 0.05
 SCALES = {  # fixed before any data is seen
-    "quick": {"docs": 20, "orders": (0, 1, 2), "steps": 150, "batch": 256},
-    "full": {"docs": 120, "orders": (0, 1, 2, 3, 4), "steps": 400, "batch": 256},
+    "quick": {"docs": 20, "orders": (0, 1, 2), "steps": 300, "batch": 512},
+    "full": {"docs": 120, "orders": (0, 1, 2, 3, 4), "steps": 1000, "batch": 512},
 }
 GPT = {"vocab_size": 256, "n_layer": 2, "n_head": 4, "d_model": 128, "subspace_dim": 8192,
        "seed": 0}
