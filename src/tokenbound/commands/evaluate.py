@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 
 from tokenbound.errors import UserError
@@ -37,7 +38,8 @@ def add_arguments(parser) -> None:
       help="exact: every window; sampled: windows of --samples drawn positions")
     a("--samples", type=int, default=None, metavar="N", help="positions drawn (sampled mode)")
     a("--seed", type=int, default=0, help="seed of the sampling stream (fix before training)")
-    a("--batch-size", type=int, default=8, metavar="B", help="windows per forward pass")
+    a("--batch-size", type=_batch_size, default=8, metavar="B",
+      help="windows per forward pass, or auto: the largest that fits in CUDA memory")
     a("--device", default=None, help="cpu or cuda (default: cuda if available)")
     a("--dtype", choices=("fp32", "bf16"), default="fp32",
       help="model weights dtype (the log-softmax is always fp32)")
@@ -45,7 +47,23 @@ def add_arguments(parser) -> None:
       help="input tokens per shard (resume granularity)")
     a("--vocab-chunk", type=int, default=None, metavar="N",
       help="compute token statistics over vocabulary chunks of N (large vocabularies)")
+    a("--compile", action="store_true", help="torch.compile the forward pass (GPUs)")
+    a("--stats", choices=("auto", "torch", "fused"), default="auto",
+      help="per-token statistics: fused reads each logits row once (Triton kernel on CUDA); "
+           "auto = fused on CUDA, torch on CPU")
+    a("--device-map", choices=("auto",), default=None,
+      help="split a Hugging Face/GGUF model larger than one device over the devices (accelerate)")
     a("--verify-data", action="store_true", help="recompute the stream's sha256 first")
+
+
+def _batch_size(text: str):
+    """argparse type of --batch-size: a positive integer or "auto"."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or auto, got {text!r}") from None
 
 
 def _distributed(device: str) -> tuple[int, int, str]:
@@ -92,14 +110,15 @@ def run(args) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     rank, world, device = _distributed(device)
     stream = open_stream(args.data, verify=args.verify_data)
-    model = load_model_fn(args.model, device=device, dtype=args.dtype)
+    model = load_model_fn(args.model, device=device, dtype=args.dtype,
+                          device_map=args.device_map)
     context = args.context or model.max_context
     if context is None:
         raise UserError("the model does not state its maximum context; pass --context L")
     cfg = EvalConfig(context_len=context, stride=args.stride, mode=args.mode,
                      n_samples=args.samples, seed=args.seed, batch_size=args.batch_size,
                      device=device, dtype=args.dtype, shard_tokens=args.shard_tokens,
-                     vocab_chunk=args.vocab_chunk)
+                     vocab_chunk=args.vocab_chunk, compile=args.compile, stats=args.stats)
     res = evaluate(model, stream, args.out, cfg, rank=rank, world=world, progress=True)
     if rank == 0:
         print(_summary(res))

@@ -29,6 +29,7 @@ import numpy as np
 
 from tokenbound.bounds.grids import ALPHA_GRID, BETTING_LAMBDAS, CENTERS, TOPK
 from tokenbound.errors import UserError
+from tokenbound.evaluation.fused import STATS, auto_batch_size, compile_fn, scoring_probe
 from tokenbound.evaluation.sampling import SHARD_STREAM, draw_windows
 from tokenbound.evaluation.scoring import score_windows
 from tokenbound.evaluation.sources import ModelSource
@@ -54,8 +55,9 @@ class EvalConfig:
     """n: positions drawn with replacement (sampled mode only)."""
     seed: int = 0
     """Seed of the sampling stream (fix it before training)."""
-    batch_size: int = 8
-    """Windows per forward pass (equal lengths only)."""
+    batch_size: int | str = 8
+    """Windows per forward pass (equal lengths only); "auto" = the largest of 1, 2, 4, ... that
+    fits in CUDA memory (doubling probe up to the number of windows; 8 on the CPU)."""
     device: str = "cpu"
     """Torch device of the model."""
     dtype: str = "fp32"
@@ -64,6 +66,11 @@ class EvalConfig:
     """Input tokens per shard (shard = max(1, shard_tokens // L) windows)."""
     vocab_chunk: int | None = None
     """If set, per-token statistics run over vocabulary chunks of this size (big V, GPU)."""
+    compile: bool = False
+    """Run the model's forward pass through `torch.compile` (pays off on GPUs)."""
+    stats: str = "auto"
+    """Per-token statistics: "fused" (one read per logits row; Triton on CUDA), "torch"
+    (`token_stats`), "auto" = fused on CUDA, torch elsewhere (`fused.stats_fn`)."""
 
     def __post_init__(self):
         self.stride = self.context_len if self.stride is None else self.stride
@@ -74,8 +81,12 @@ class EvalConfig:
             raise UserError("--mode sampled needs --samples N (N >= 1)")
         if self.mode == "exact" and self.n_samples:
             raise UserError("--samples only applies to --mode sampled; drop it or add the mode")
-        if self.batch_size < 1:
-            raise UserError(f"--batch-size must be >= 1 (got {self.batch_size})")
+        if self.batch_size != "auto" and (isinstance(self.batch_size, str)
+                                          or int(self.batch_size) < 1):
+            raise UserError(f"--batch-size must be an integer >= 1 or auto "
+                            f"(got {self.batch_size!r})")
+        if self.stats not in STATS:
+            raise UserError(f"--stats must be one of {STATS} (got {self.stats!r})")
 
     @property
     def shard_windows(self) -> int:
@@ -208,13 +219,15 @@ def evaluate(model: ModelSource, stream, out_dir: str, cfg: EvalConfig, *,
     n_todo = int(sum(windows.n_scored[shards[i]].sum() for i in todo))
     log.info("rank %d: %d of %d shards to score (%s tokens)", rank, len(todo), len(shards),
              f"{n_todo:,}")
+    fn, batch = _runtime(model, cfg, len(idx) if todo else 1)
     bar = _bar(n_todo, progress and rank == 0)
     t0 = time.perf_counter()
     for i in todo:
-        ws = score_windows(model.fn, stream.tokens, stream.doc_offsets, stream.start_id,
-                           windows, shards[i], meta, batch_size=cfg.batch_size,
+        ws = score_windows(fn, stream.tokens, stream.doc_offsets, stream.start_id,
+                           windows, shards[i], meta, batch_size=batch,
                            device=cfg.device, exact=cfg.mode == "exact",
-                           vocab_chunk=cfg.vocab_chunk, on_batch=bar.update if bar else None)
+                           vocab_chunk=cfg.vocab_chunk, on_batch=bar.update if bar else None,
+                           stats=cfg.stats)
         ws.meta["shard"] = i
         ws.save(shard_path(out_dir, i))
     seconds = time.perf_counter() - t0
@@ -226,12 +239,24 @@ def evaluate(model: ModelSource, stream, out_dir: str, cfg: EvalConfig, *,
         timing = {"seconds": seconds, "tokens_scored_this_run": n_done,
                   "tokens_per_s": n_done / seconds if seconds > 0 and n_done else None,
                   "world": world,
-                  "device": cfg.device, "batch_size": cfg.batch_size,
+                  "device": cfg.device, "batch_size": batch, "compile": cfg.compile,
                   "platform": platform.platform()}
         _merge_and_write(out_dir, manifest, len(shards), draws, timing, asdict(cfg))
     _barrier(world)
     with open(result_path) as f:
         return json.load(f)
+
+
+def _runtime(model: ModelSource, cfg: EvalConfig, n_windows: int):
+    """(forward fn, batch size): compiled if asked; "auto" probed on CUDA, 8 elsewhere."""
+    batch = cfg.batch_size
+    if batch == "auto":
+        batch = 8
+        if str(cfg.device).startswith("cuda"):
+            probe = scoring_probe(model.fn, cfg.context_len, cfg.device, cfg.stats,
+                                  cfg.vocab_chunk)
+            batch = auto_batch_size(probe, max_batch=min(n_windows, 4096))
+    return (compile_fn(model.fn) if cfg.compile else model.fn), int(batch)
 
 
 def _sum_over_ranks(n: int, world: int) -> int:

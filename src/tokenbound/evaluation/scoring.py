@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from tokenbound.bounds.grids import ALPHA_GRID, TOPK
+from tokenbound.evaluation.fused import stats_fn
 from tokenbound.evaluation.stats import WindowStats, betting_sums
-from tokenbound.evaluation.token_stats import TokenStats, token_stats, token_stats_vchunked
+from tokenbound.evaluation.token_stats import TokenStats
 from tokenbound.evaluation.windows import Windows, window_inputs
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,8 @@ def length_batches(windows: Windows, idx: np.ndarray, batch_size: int) -> list[n
 
 def _forward_scored(model_fn: ModelFn, inputs: np.ndarray, targets: np.ndarray,
                     offsets: np.ndarray, counts: np.ndarray, device: str,
-                    vocab_chunk: int | None, vocab_size: int | None) -> TokenStats:
+                    vocab_chunk: int | None, vocab_size: int | None,
+                    stats: str = "auto") -> TokenStats:
     """Token stats of the scored predictions of one equal-length batch, in window order."""
     with torch.inference_mode():
         logits = model_fn(torch.from_numpy(inputs).to(device))  # (B, T, V)
@@ -53,21 +55,20 @@ def _forward_scored(model_fn: ModelFn, inputs: np.ndarray, targets: np.ndarray,
                                for b, (o, k) in enumerate(zip(offsets, counts))])  # (N,)
         flat = logits.reshape(B * T, V)[torch.from_numpy(rows).to(logits.device)]  # (N, V)
         tgt = torch.from_numpy(targets.reshape(-1)[rows])  # (N,)
-        if vocab_chunk:
-            return token_stats_vchunked(flat, tgt, ALPHA_GRID, TOPK, vocab_chunk=vocab_chunk)
-        return token_stats(flat, tgt, ALPHA_GRID, TOPK)
+        return stats_fn(stats, flat.is_cuda, vocab_chunk)(flat, tgt, ALPHA_GRID, TOPK)
 
 
 def score_tokens(model_fn: ModelFn, tokens: np.ndarray, doc_offsets: np.ndarray,
                  start_id: int, windows: Windows, idx: np.ndarray, *, batch_size: int = 8,
                  device: str = "cpu", vocab_chunk: int | None = None,
                  on_batch: Callable[[int], None] | None = None,
-                 vocab_size: int | None = None) -> TokenStats:
+                 vocab_size: int | None = None, stats: str = "auto") -> TokenStats:
     """Per-token statistics of the tokens scored by windows `idx` (unique, ascending).
 
     Tokens come window by window in ascending window order, each window's in stream order
     (positions `first_scored[w] + arange(n_scored[w])`). If `vocab_size` is given, the logits
-    width must equal it (the smoothing range c depends on V).
+    width must equal it (the smoothing range c depends on V). `stats` picks the statistics
+    implementation (`fused.stats_fn`: "auto" = fused kernel on CUDA, `token_stats` on CPU).
     """
     idx = np.unique(np.asarray(idx, dtype=np.int64))
     if idx.size == 0:
@@ -76,7 +77,7 @@ def score_tokens(model_fn: ModelFn, tokens: np.ndarray, doc_offsets: np.ndarray,
     for b in length_batches(windows, idx, batch_size):
         inputs, targets = window_inputs(tokens, doc_offsets, start_id, windows, b)
         ts = _forward_scored(model_fn, inputs, targets, windows.score_offset[b],
-                             windows.n_scored[b], device, vocab_chunk, vocab_size)
+                             windows.n_scored[b], device, vocab_chunk, vocab_size, stats)
         starts = np.concatenate([[0], np.cumsum(windows.n_scored[b])])
         if ts.x.shape[0] != starts[-1]:
             raise RuntimeError("scored token count mismatch")
@@ -91,7 +92,8 @@ def score_windows(model_fn: ModelFn, tokens: np.ndarray, doc_offsets: np.ndarray
                   start_id: int, windows: Windows, idx: np.ndarray, meta: dict, *,
                   batch_size: int = 8, device: str = "cpu", exact: bool = False,
                   vocab_chunk: int | None = None,
-                  on_batch: Callable[[int], None] | None = None) -> WindowStats:
+                  on_batch: Callable[[int], None] | None = None,
+                  stats: str = "auto") -> WindowStats:
     """Score windows `idx` (sorted ascending in the result) and return their WindowStats.
 
     With `exact=True` the shard-level betting sums and per-document sums are added (over the
@@ -101,7 +103,7 @@ def score_windows(model_fn: ModelFn, tokens: np.ndarray, doc_offsets: np.ndarray
     idx = np.unique(np.asarray(idx, dtype=np.int64))
     ts = score_tokens(model_fn, tokens, doc_offsets, start_id, windows, idx,
                       batch_size=batch_size, device=device, vocab_chunk=vocab_chunk,
-                      on_batch=on_batch, vocab_size=meta["vocab_size"])
+                      on_batch=on_batch, vocab_size=meta["vocab_size"], stats=stats)
     if ts.x.shape[1] != len(meta["alphas"]):
         raise ValueError("meta grids do not match the scored grids")
     ws = WindowStats.from_tokens(ts, idx, windows.n_scored[idx], meta)

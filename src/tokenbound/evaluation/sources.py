@@ -5,6 +5,9 @@ token ids to (B, T, V) logits (position ids 0..T-1, no KV cache). The message ca
 exactly the model decoded from the message (`tokenbound.compression.decode`) and records the
 message sha256; the other cases record the sha256 of the file(s) read. With dtype "bf16" the
 weights are cast to bfloat16 (the per-token statistics still use an fp32 log-softmax).
+With `device_map="auto"` (Hugging Face and GGUF sources; needs accelerate) a model larger than
+one device is split over the visible devices (then CPU memory) by accelerate: the token ids go
+to the device of the input embedding, the logits come back from the last block's device.
 """
 
 from __future__ import annotations
@@ -76,11 +79,15 @@ def _logits(out) -> torch.Tensor:
     return out.logits if hasattr(out, "logits") else out[0]
 
 
-def _wrap_hf(model, device: str, dtype: str, kind: str, path: str, sha: str) -> ModelSource:
-    model = model.to(device=device, dtype=DTYPES[dtype]).eval()
+def _wrap_hf(model, device: str, dtype: str, kind: str, path: str, sha: str,
+             device_map: str | None = None) -> ModelSource:
+    if device_map is None:
+        model = model.to(device=device, dtype=DTYPES[dtype])
+    model = model.eval()
+    first = model.get_input_embeddings().weight.device  # placed by accelerate if device_map
 
     def fn(idx: torch.Tensor) -> torch.Tensor:
-        return model(input_ids=idx, use_cache=False).logits  # (B, T, V)
+        return model(input_ids=idx.to(first), use_cache=False).logits  # (B, T, V)
 
     return ModelSource(fn, _probe_vocab(fn, device), _hf_context(model.config),
                        {"kind": kind, "path": os.path.abspath(path), "sha256": sha})
@@ -100,9 +107,13 @@ def _load_message(path: str, device: str, dtype: str) -> ModelSource:
     return ModelSource(fn, _probe_vocab(fn, device), _hf_context(cfg), ident)
 
 
-def load_model_fn(source: str, device: str = "cpu", dtype: str = "fp32") -> ModelSource:
+def load_model_fn(source: str, device: str = "cpu", dtype: str = "fp32",
+                  device_map: str | None = None) -> ModelSource:
     """Load SOURCE: a directory -> Hugging Face causal LM; `*.gguf` -> GGUF via transformers;
-    any other file -> tokenbound message."""
+    any other file -> tokenbound message. `device_map` ("auto") is passed to
+    `from_pretrained` for the Hugging Face and GGUF cases (then `device` is not used)."""
+    if device_map not in (None, "auto"):
+        raise UserError(f"--device-map must be auto (got {device_map!r})")
     if dtype not in DTYPES:
         raise UserError(f"--dtype must be one of {sorted(DTYPES)} (got {dtype!r})")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -116,14 +127,18 @@ def load_model_fn(source: str, device: str = "cpu", dtype: str = "fp32") -> Mode
                             "Hugging Face model directory")
         from transformers import AutoModelForCausalLM
 
-        model = AutoModelForCausalLM.from_pretrained(source, torch_dtype=DTYPES[dtype])
-        return _wrap_hf(model, device, dtype, "hf", source, dir_sha256(source))
+        model = AutoModelForCausalLM.from_pretrained(source, torch_dtype=DTYPES[dtype],
+                                                     device_map=device_map)
+        return _wrap_hf(model, device, dtype, "hf", source, dir_sha256(source), device_map)
     if source.endswith(".gguf"):
         from transformers import AutoModelForCausalLM
 
         log.info("loading GGUF %s (dequantized by transformers; slow)", source)
         model = AutoModelForCausalLM.from_pretrained(
             os.path.dirname(os.path.abspath(source)), gguf_file=os.path.basename(source),
-            torch_dtype=DTYPES[dtype])
-        return _wrap_hf(model, device, dtype, "gguf", source, file_sha256(source))
+            torch_dtype=DTYPES[dtype], device_map=device_map)
+        return _wrap_hf(model, device, dtype, "gguf", source, file_sha256(source), device_map)
+    if device_map is not None:
+        raise UserError("--device-map applies to Hugging Face and GGUF models; a tokenbound "
+                        "message loads on one --device")
     return _load_message(source, device, dtype)
