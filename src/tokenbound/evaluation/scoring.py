@@ -53,7 +53,9 @@ def _forward_scored(model_fn: ModelFn, inputs: np.ndarray, targets: np.ndarray,
             raise ValueError(f"model returned {V} logits per token, expected {vocab_size}")
         rows = np.concatenate([b * T + np.arange(o, o + k)
                                for b, (o, k) in enumerate(zip(offsets, counts))])  # (N,)
-        flat = logits.reshape(B * T, V)[torch.from_numpy(rows).to(logits.device)]  # (N, V)
+        flat = logits.reshape(B * T, V)  # (B * T, V); a view: no copy when all rows count
+        if rows.size != B * T:
+            flat = flat[torch.from_numpy(rows).to(logits.device)]  # (N, V)
         tgt = torch.from_numpy(targets.reshape(-1)[rows])  # (N,)
         return stats_fn(stats, flat.is_cuda, vocab_chunk)(flat, tgt, ALPHA_GRID, TOPK)
 
