@@ -1,4 +1,5 @@
-"""Scored tokens/s on this CPU: window scoring (s = L) vs one token per forward pass (s = 1).
+"""Scored tokens/s on this CPU: window scoring (s = L) vs one token per forward pass (s = 1),
+and full scoring vs the bare forward pass at the same batch (issue 7: within 1.5x).
 
 Same small GPT (tokenbound.models, untrained, seeded), same context L, same per-token statistics
 (8 alphas x 2 centers, top-k), same batch size. s = 1 is the paper's exact sliding context: one
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 from tokenbound.evaluation.scoring import score_tokens
-from tokenbound.evaluation.windows import make_windows
+from tokenbound.evaluation.windows import make_windows, window_inputs
 from tokenbound.models import GPTConfig, build_model
 
 
@@ -34,6 +35,30 @@ def _rate(model, tokens, off, L, s, batch, budget_s):
         if time.perf_counter() - t0 > budget_s:
             break
     return done / (time.perf_counter() - t0), done
+
+
+def _forward_vs_scoring(model, tokens, off, L, batch, budget_s, stats="auto"):
+    """(bare forward tokens/s, full scoring tokens/s): the same windows (s = L), same batch.
+
+    Bare: `model(inputs)` only. Full: `score_tokens` (inputs, forward, per-token statistics,
+    float64 results per window). Alternating rounds over all windows until budget_s is spent.
+    """
+    w = make_windows(off, L, L)
+    idx = np.arange(len(w))
+    batches = [idx[i:i + batch] for i in range(0, len(w), batch)]
+    t_fwd = t_score = 0.0
+    n = 0
+    t_end = time.perf_counter() + budget_s
+    while time.perf_counter() < t_end or n == 0:
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            for b in batches:
+                model(torch.from_numpy(window_inputs(tokens, off, 0, w, b)[0]))
+        t1 = time.perf_counter()
+        score_tokens(model, tokens, off, 0, w, idx, batch_size=batch, stats=stats)
+        t_fwd, t_score, n = t_fwd + t1 - t0, t_score + time.perf_counter() - t1, n + 1
+    n_tok = int(w.n_scored.sum()) * n
+    return n_tok / t_fwd, n_tok / t_score
 
 
 def main() -> int:
@@ -56,6 +81,8 @@ def main() -> int:
     rate_block, n_block = _rate(model, tokens, off, L, L, a.batch_size, a.seconds)
     rate_one, n_one = _rate(model, tokens, off, L, 1, a.batch_size, a.seconds)
     ratio = rate_block / rate_one
+    fwd, full = _forward_vs_scoring(model, tokens, off, L, a.batch_size, a.seconds)
+    _, fused = _forward_vs_scoring(model, tokens, off, L, a.batch_size, a.seconds / 2, "fused")
     cmd = ".venv/bin/python benchmarks/cpu_scoring.py " + " ".join(sys.argv[1:])
     text = f"""# CPU scoring throughput: window scoring vs one token per forward pass
 
@@ -74,6 +101,17 @@ centers, top-1/10/100) per scored token.
 
 Ratio: window scoring is **{ratio:,.0f}x** faster per scored token (ideal: about L = {L};
 the per-token statistics cost is the same in both modes, the forward passes differ).
+
+## Full scoring vs the bare forward pass (issue 7: within 1.5x)
+
+Same model, same {len(make_windows(off, L, L))} windows (s = L), batch size {a.batch_size}; bare = `model(inputs)`
+only; scoring = `score_tokens` (inputs, forward, all per-token statistics, float64 sums).
+
+| pass | tokens/s | time relative to the bare forward |
+|---|---:|---:|
+| bare forward | {fwd:,.0f} | 1.00x |
+| full scoring (default CPU statistics, `token_stats`) | {full:,.0f} | **{fwd / full:.2f}x** |
+| full scoring (`--stats fused`: `token_stats_online`) | {fused:,.0f} | {fwd / fused:.2f}x |
 """
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
