@@ -83,6 +83,7 @@ def main() -> int:
     ratio = rate_block / rate_one
     fwd, full = _forward_vs_scoring(model, tokens, off, L, a.batch_size, a.seconds)
     _, fused = _forward_vs_scoring(model, tokens, off, L, a.batch_size, a.seconds / 2, "fused")
+    n_win = len(make_windows(off, L, L))
     cmd = ".venv/bin/python benchmarks/cpu_scoring.py " + " ".join(sys.argv[1:])
     text = f"""# CPU scoring throughput: window scoring vs one token per forward pass
 
@@ -104,8 +105,8 @@ the per-token statistics cost is the same in both modes, the forward passes diff
 
 ## Full scoring vs the bare forward pass (issue 7: within 1.5x)
 
-Same model, same {len(make_windows(off, L, L))} windows (s = L), batch size {a.batch_size}; bare = `model(inputs)`
-only; scoring = `score_tokens` (inputs, forward, all per-token statistics, float64 sums).
+Same model, same {n_win} windows (s = L), batch size {a.batch_size}; bare = `model(inputs)` only;
+scoring = `score_tokens` (inputs, forward, all per-token statistics, float64 sums).
 
 | pass | tokens/s | time relative to the bare forward |
 |---|---:|---:|

@@ -219,7 +219,7 @@ def evaluate(model: ModelSource, stream, out_dir: str, cfg: EvalConfig, *,
     n_todo = int(sum(windows.n_scored[shards[i]].sum() for i in todo))
     log.info("rank %d: %d of %d shards to score (%s tokens)", rank, len(todo), len(shards),
              f"{n_todo:,}")
-    fn, batch = _runtime(model, cfg, len(idx) if todo else 1)
+    fn, batch = _runtime(model, cfg, len(idx) if todo else 0)
     bar = _bar(n_todo, progress and rank == 0)
     t0 = time.perf_counter()
     for i in todo:
@@ -252,7 +252,7 @@ def _runtime(model: ModelSource, cfg: EvalConfig, n_windows: int):
     batch = cfg.batch_size
     if batch == "auto":
         batch = 8
-        if str(cfg.device).startswith("cuda"):
+        if str(cfg.device).startswith("cuda") and n_windows > 0:
             probe = scoring_probe(model.fn, cfg.context_len, cfg.device, cfg.stats,
                                   cfg.vocab_chunk)
             batch = auto_batch_size(probe, max_batch=min(n_windows, 4096))
