@@ -220,7 +220,7 @@ def _stats(stats: str):
     return token_stats_fused if stats == "fused" else token_stats
 
 
-def header(device: str, smoke: bool, peak: float | None, name: str) -> str:
+def header(args: list[str], smoke: bool, peak: float | None, name: str) -> str:
     import transformers
 
     tv = "not installed"
@@ -230,7 +230,7 @@ def header(device: str, smoke: bool, peak: float | None, name: str) -> str:
         tv = triton.__version__
     peak_s = f"{peak:g} TFLOP/s dense bf16 (datasheet)" if peak else "unknown: no % printed"
     return (f"# GPU scoring throughput{' (CPU SMOKE RUN: not a measurement)' if smoke else ''}"
-            f"\n\nCommand: `python benchmarks/gpu_scoring.py {' '.join(sys.argv[1:])}`\n"
+            f"\n\nCommand: `python benchmarks/gpu_scoring.py {' '.join(args)}`\n"
             f"Device: {name}; peak {peak_s}.\n"
             f"torch {torch.__version__}, transformers {transformers.__version__}, triton {tv}, "
             f"{platform.platform()}.\n")
@@ -297,6 +297,7 @@ def main(argv=None) -> int:
     p.add_argument("--cpu-smoke", action="store_true", help="tiny models on the CPU (tests)")
     p.add_argument("--budget-s", type=float, default=330.0,
                    help="stop starting new (model, L) runs after this many seconds")
+    argv = sys.argv[1:] if argv is None else list(argv)
     a = p.parse_args(argv)
     if not a.cpu_smoke and not torch.cuda.is_available():
         print("benchmarks/gpu_scoring.py needs a CUDA device and found none; run it on a GPU "
@@ -313,7 +314,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(1)  # tiny models: one thread is fastest on a shared CPU
     tput, parts, ok = measure(model_configs(a.cpu_smoke), contexts, device, a.cpu_smoke,
                               a.budget_s, notes)
-    text = "\n".join([header(device, a.cpu_smoke, peak, name), table(tput, peak), "",
+    text = "\n".join([header(argv, a.cpu_smoke, peak, name), table(tput, peak), "",
                       "Breakdown of one tokenbound batch (all its rows scored):", "",
                       breakdown_table(parts), "", *[f"- {n}" for n in notes]]) + "\n"
     print(text)
