@@ -122,7 +122,7 @@ def run(out_dir: str, quick: bool, progress: bool, scale_override: dict | None =
     rows = [_row("compression bound, training subset", cert, C),
             _row("held-out bound, C = 0", hcert, 0)]
     return {"title": "SmolLM2-135M-Instruct (GGUF Q4_1) on Shakespeare", "columns": COLUMNS,
-            "rows": rows, "plots": [],
+            "rows": rows, "plots": [plot(tot, stats.betting, m, V, C, m_star, out)],
             "code_length": code, "code_bits_charged": C, "m_star": m_star,
             "random_guess_bits": math.log2(V), "heldout_tokens": int(hstats.n_scored.sum()),
             "scale": {**scale, "eval": EVAL, "n_train_tokens": m},
@@ -156,3 +156,30 @@ def notes(cert: dict, C: int, m: int, m_star, V: int, code: dict) -> list[str]:
            "Both bounds bound the conditional risk given the scored contexts (blocks of 1024 "
            "tokens), not the loss on new documents."]
     return out
+
+
+def plot(tot: dict, betting, m: int, V: int, C: int, m_star, out: Path) -> str:
+    """The compression bound against m (same per-token statistics), crossing log2 V at m*."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    hi = max(m_star or 0, m) * 30
+    ms = np.geomspace(m, hi, 24).astype(np.int64)
+    vals = [scaled_bound(tot, betting, m, int(x), V, C, DELTA) for x in ms]
+    fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=100)
+    ax.plot(ms, vals, "o-", ms=3, label="compression bound (same statistics)")
+    ax.axhline(math.log2(V), color="gray", ls=":", label=f"random guess log2 {V}")
+    ax.axhline(tot["mean_bits"], color="tab:green", ls="--", label="bits/token measured")
+    if m_star:
+        ax.axvline(m_star, color="tab:red", lw=0.8, label=f"m* = {m_star:.3g}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("training tokens m")
+    ax.set_ylabel("bits per token")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "pretrained.png")
+    plt.close(fig)
+    return "pretrained.png"
