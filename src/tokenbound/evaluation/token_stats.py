@@ -154,9 +154,11 @@ def token_stats(logits: torch.Tensor, targets: torch.Tensor, alphas=ALPHA_GRID, 
         p = lp.exp()
         hq, ep = [], []
         for al in alphas:
-            lq = torch.logaddexp(lp + math.log1p(-al),
-                                 torch.tensor(math.log(al / V), device=z.device))  # (n, V)
-            hq.append(-(lq.exp() * lq).sum(dim=1) / LN2)
+            # centers only need to be predictable (DESIGN 2.4): q formed directly in fp32 (one
+            # log per entry, ~3x cheaper than logaddexp); the target's X stays exact (float64)
+            q = p * (1.0 - al) + al / V  # (n, V) fp32, >= al / V > 0
+            lq = torch.log(q)  # (n, V)
+            hq.append(-(q * lq).sum(dim=1) / LN2)
             ep.append(-(p * lq).sum(dim=1) / LN2)
         top = torch.topk(p, min(max(topk), V), dim=1).values  # (n, kmax) descending
         parts.append(_finish(lp.gather(1, t[:, None])[:, 0], torch.stack(hq, 1),
