@@ -38,7 +38,7 @@ SCALES = {  # fixed before any data is seen
               "steps": 100, "batch": 16, "subspace_dim": 4096, "eval_batch": 32,
               "heldout_samples": 300},
     "full": {"docs": 20, "context_len": 256, "n_layer": 4, "n_head": 4, "d_model": 128,
-             "steps": 400, "batch": 32, "subspace_dim": 16384, "eval_batch": 16,
+             "steps": 200, "batch": 32, "subspace_dim": 16384, "eval_batch": 16,
              "heldout_samples": 1000},
 }
 # variant -> (linear kind of attn/mlp, uses the subspace, peak learning rate), fixed in advance:
