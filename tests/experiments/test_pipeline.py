@@ -141,3 +141,13 @@ def test_truncate_train_keeps_heldout_flags_aligned():
     assert [d.name for d in small.split("heldout")] == [d.name for d in corp.split("heldout")]
     assert [d.name for d in small.split("train")] == [d.name for d in corp.split("train")[:5]]
     assert np.all(np.array([len(d.text) for d in small.split("train")]) > 0)
+
+
+def test_changed_compress_settings_are_refused(finished, corpus_dir):
+    from tokenbound.errors import UserError
+
+    out, _ = finished
+    recipe = _recipe(corpus_dir, out)
+    recipe.compress = {**recipe.compress, "levels": 5}
+    with pytest.raises(UserError, match="other compress settings"):
+        run(recipe)

@@ -128,6 +128,9 @@ def run(recipe: Recipe, *, progress: bool = False, say=lambda msg: None) -> dict
     if recipe.model is not None:
         train_info = timed("train", lambda: steps.train(data_dir, out / "train", recipe.model,
                                                         recipe.train, progress=progress))
+    if comp is not None and comp.get("recipe_compress") != recipe.compress:
+        raise UserError(f"{out} holds a message made with other compress settings "
+                        f"({comp.get('recipe_compress')}); use a new --out for this recipe")
     if not steps.message_is_valid(message, comp):
         c = recipe.compress
         if recipe.model is not None:
@@ -137,6 +140,7 @@ def run(recipe: Recipe, *, progress: bool = False, say=lambda msg: None) -> dict
                 eval_batches=int(c.get("eval_batches", 10))))
         else:
             comp = timed("compress", lambda: steps.compress_hf(recipe.hf, message, _qcfg(c)))
+        comp["recipe_compress"] = dict(recipe.compress)
         steps.atomic_json(out / "compress.json", comp)
     ev = timed("evaluate", lambda: steps.evaluate(message, data_dir / "train", out / "eval_train",
                                                   recipe.evaluate, progress=progress))
