@@ -1,4 +1,4 @@
-"""Experiment `sampling`: what a bound costs in forward passes, and what sampling costs in tightness.
+"""Experiment `sampling`: what a bound costs in forward passes, and what sampling costs in bits.
 
 The paper (Lotfi et al. 2024) estimates the empirical risk from n = 10,000 positions, each
 scored with its own forward pass over the full context window ending at it (one token per
