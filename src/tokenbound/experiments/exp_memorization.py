@@ -30,8 +30,8 @@ HELP = "structured vs random integer sequences: recall under harder quantization
 V, START, EOT = 12, 10, 11
 LEVELS = (64, 32, 16, 8, 4, 2)
 SCALES = {  # fixed in advance
-    "quick": {"docs": 100, "length": 30, "steps": 1500, "batch": 32},
-    "full": {"docs": 200, "length": 30, "steps": 4000, "batch": 32},
+    "quick": {"docs": 100, "length": 30, "steps": 400, "batch": 32},
+    "full": {"docs": 200, "length": 30, "steps": 2000, "batch": 32},
 }
 GPT = {"vocab_size": V, "n_layer": 2, "n_head": 4, "d_model": 64, "seed": 0}
 COLUMNS = ["levels", "code bits (structured)", "accuracy structured",
@@ -128,7 +128,7 @@ def one_kind(docs: list, kind: str, out: Path, scale: dict, progress: bool) -> d
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--steps", type=int, help="training steps (default 1500 quick, 4000 full)")
+    parser.add_argument("--steps", type=int, help="training steps (default 400 quick, 2000 full)")
 
 
 def run(out_dir: str, quick: bool, progress: bool,
