@@ -42,7 +42,7 @@ import torch
 from tokenbound.compression.adapters import builder_for, get_builder
 from tokenbound.compression.entropy import decode_symbols, encode_symbols
 from tokenbound.compression.quantize import QuantConfig, QuantizedState, dequantized
-from tokenbound.compression.wire import MessageError, Reader, varint, varint_len
+from tokenbound.compression.wire import MessageError, Reader, varint
 from tokenbound.errors import UserError
 
 MAGIC = b"TBQM"

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from tokenbound.experiments import steps
+from tokenbound.experiments.report import figure
 
 log = logging.getLogger(__name__)
 
@@ -261,24 +262,16 @@ def notes(scale: dict, rows: list[dict]) -> list[str]:
 
 def plot(rows: list[dict], path: Path) -> str:
     """Stacked bars per variant: train loss and bound (certified), held-out loss as a marker."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     path.parent.mkdir(parents=True, exist_ok=True)
     names = [r["variant"] for r in rows]
     x = range(len(rows))
-    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=100)
-    ax.bar(x, [r["certified"] for r in rows], color="tab:orange", label="certified bound")
-    ax.bar(x, [r["train bits/byte"] for r in rows], color="tab:blue", label="train loss")
-    ax.plot(x, [r["held-out bits/byte"] or float("nan") for r in rows], "kD",
-            label="held-out loss")
-    ax.axhline(8.0, color="gray", lw=0.8, ls=":", label="random guess")
-    ax.set_xticks(list(x), names, rotation=25, ha="right", fontsize=7)
-    ax.set_ylabel("bits per byte")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    with figure(path, (7, 3.6)) as (fig, ax):
+        ax.bar(x, [r["certified"] for r in rows], color="tab:orange", label="certified bound")
+        ax.bar(x, [r["train bits/byte"] for r in rows], color="tab:blue", label="train loss")
+        ax.plot(x, [r["held-out bits/byte"] or float("nan") for r in rows], "kD",
+                label="held-out loss")
+        ax.axhline(8.0, color="gray", lw=0.8, ls=":", label="random guess")
+        ax.set_xticks(list(x), names, rotation=25, ha="right", fontsize=7)
+        ax.set_ylabel("bits per byte")
+        ax.legend(fontsize=7)
     return path.name

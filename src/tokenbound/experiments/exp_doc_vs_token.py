@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tokenbound.experiments import exp_compression as EC
+from tokenbound.experiments.report import figure
 
 HELP = "the compression variants bounded with scenes as i.i.d. documents vs tokens as data points"
 COLUMNS = ["variant", "code bits", "documents N", "tokens m", "train bits/byte",
@@ -68,25 +69,17 @@ def notes(rows: list[dict]) -> list[str]:
 
 
 def plot(rows: list[dict], path: Path) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     path.parent.mkdir(parents=True, exist_ok=True)
     x = list(range(len(rows)))
-    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=100)
-    w = 0.4
-    ax.bar([i - w / 2 for i in x], [r["document-level bound"] or 0 for r in rows], w,
-           label="document level", color="tab:red")
-    ax.bar([i + w / 2 for i in x], [r["token-level bound"] for r in rows], w,
-           label="token level", color="tab:green")
-    ax.axhline(8.0, color="gray", lw=0.8, ls=":", label="random guess")
-    ax.set_yscale("log")
-    ax.set_xticks(x, [r["variant"] for r in rows], rotation=25, ha="right", fontsize=7)
-    ax.set_ylabel("bound, bits per byte (log scale)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    with figure(path, (7, 3.6)) as (fig, ax):
+        w = 0.4
+        ax.bar([i - w / 2 for i in x], [r["document-level bound"] or 0 for r in rows], w,
+               label="document level", color="tab:red")
+        ax.bar([i + w / 2 for i in x], [r["token-level bound"] for r in rows], w,
+               label="token level", color="tab:green")
+        ax.axhline(8.0, color="gray", lw=0.8, ls=":", label="random guess")
+        ax.set_yscale("log")
+        ax.set_xticks(x, [r["variant"] for r in rows], rotation=25, ha="right", fontsize=7)
+        ax.set_ylabel("bound, bits per byte (log scale)")
+        ax.legend(fontsize=7)
     return path.name

@@ -22,6 +22,7 @@ import logging
 from pathlib import Path
 
 from tokenbound.experiments import steps
+from tokenbound.experiments.report import figure
 
 log = logging.getLogger(__name__)
 
@@ -139,26 +140,18 @@ def notes(rows: list, m: int, docs: int) -> list[str]:
 
 def plot(rows: list, path: Path) -> str:
     """Bound and train loss against k, Markov vs GPT; returns the file name."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=100)
-    for prefix, color in (("Markov", "tab:blue"), ("GPT", "tab:orange")):
-        rs = [r for r in rows if r["model"].startswith(prefix)]
-        if not rs:
-            continue
-        ks = [r["k"] for r in rs]
-        ax.plot(ks, [r["bound bits/byte"] for r in rs], "o-", color=color,
-                label=f"{prefix}: bound")
-        ax.plot(ks, [r["train bits/byte"] for r in rs], "s--", color=color,
-                label=f"{prefix}: train loss")
-    ax.axhline(8.0, color="gray", lw=0.8, ls=":", label="random guess")
-    ax.set_xlabel("context k (bytes)")
-    ax.set_ylabel("bits per byte")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    with figure(path, (5.5, 3.6)) as (fig, ax):
+        for prefix, color in (("Markov", "tab:blue"), ("GPT", "tab:orange")):
+            rs = [r for r in rows if r["model"].startswith(prefix)]
+            if not rs:
+                continue
+            ks = [r["k"] for r in rs]
+            ax.plot(ks, [r["bound bits/byte"] for r in rs], "o-", color=color,
+                    label=f"{prefix}: bound")
+            ax.plot(ks, [r["train bits/byte"] for r in rs], "s--", color=color,
+                    label=f"{prefix}: train loss")
+        ax.axhline(8.0, color="gray", lw=0.8, ls=":", label="random guess")
+        ax.set_xlabel("context k (bytes)")
+        ax.set_ylabel("bits per byte")
+        ax.legend(fontsize=7)
     return path.name

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from tokenbound.experiments import steps
+from tokenbound.experiments.report import figure
 
 log = logging.getLogger(__name__)
 
@@ -163,23 +164,15 @@ def chance(docs: list) -> float:
 
 
 def plot(rows: list, path: Path) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rs = [r for r in rows if r["levels"] != "fp32"]
     x = [int(r["levels"]) for r in rs]
-    fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=100)
-    ax.plot(x, [r["accuracy structured"] for r in rs], "o-", label="structured")
-    ax.plot(x, [r["accuracy random"] for r in rs], "s-", label="random (i.i.d.)")
-    ax.set_xscale("log", base=2)
-    ax.invert_xaxis()
-    ax.set_xlabel("quantization levels (harder compression to the right)")
-    ax.set_ylabel("top-1 accuracy on training tokens")
-    ax.set_ylim(0, 1.02)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    with figure(path, (5.5, 3.6)) as (fig, ax):
+        ax.plot(x, [r["accuracy structured"] for r in rs], "o-", label="structured")
+        ax.plot(x, [r["accuracy random"] for r in rs], "s-", label="random (i.i.d.)")
+        ax.set_xscale("log", base=2)
+        ax.invert_xaxis()
+        ax.set_xlabel("quantization levels (harder compression to the right)")
+        ax.set_ylabel("top-1 accuracy on training tokens")
+        ax.set_ylim(0, 1.02)
+        ax.legend()
     return path.name

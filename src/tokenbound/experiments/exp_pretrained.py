@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from tokenbound.experiments import steps
+from tokenbound.experiments.report import figure
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +107,8 @@ def run(out_dir: str, quick: bool, progress: bool, scale_override: dict | None =
     out = Path(out_dir)
     steps.prepare("shakespeare", "gguf:smollm2", out / "data",
                   max_train_docs=scale["train_docs"], progress=progress)
-    held = heldout_subset(out / "data" / "heldout", out / "heldout-subset",
-                          scale["heldout_docs"])
+    heldout_subset(out / "data" / "heldout", out / "heldout-subset",
+                   scale["heldout_docs"])
     code = steps.read_json(out / "gguf_code.json")
     if code is None:
         code = gguf_code_length(gguf_path(), progress=progress)
@@ -160,26 +161,18 @@ def notes(cert: dict, C: int, m: int, m_star, V: int, code: dict) -> list[str]:
 
 def plot(tot: dict, betting, m: int, V: int, C: int, m_star, out: Path) -> str:
     """The compression bound against m (same per-token statistics), crossing log2 V at m*."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     hi = max(m_star or 0, m) * 30
     ms = np.geomspace(m, hi, 24).astype(np.int64)
     vals = [scaled_bound(tot, betting, m, int(x), V, C, DELTA) for x in ms]
-    fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=100)
-    ax.plot(ms, vals, "o-", ms=3, label="compression bound (same statistics)")
-    ax.axhline(math.log2(V), color="gray", ls=":", label=f"random guess log2 {V}")
-    ax.axhline(tot["mean_bits"], color="tab:green", ls="--", label="bits/token measured")
-    if m_star:
-        ax.axvline(m_star, color="tab:red", lw=0.8, label=f"m* = {m_star:.3g}")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("training tokens m")
-    ax.set_ylabel("bits per token")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "pretrained.png")
-    plt.close(fig)
+    with figure(out / "pretrained.png", (5.5, 3.6)) as (fig, ax):
+        ax.plot(ms, vals, "o-", ms=3, label="compression bound (same statistics)")
+        ax.axhline(math.log2(V), color="gray", ls=":", label=f"random guess log2 {V}")
+        ax.axhline(tot["mean_bits"], color="tab:green", ls="--", label="bits/token measured")
+        if m_star:
+            ax.axvline(m_star, color="tab:red", lw=0.8, label=f"m* = {m_star:.3g}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("training tokens m")
+        ax.set_ylabel("bits per token")
+        ax.legend(fontsize=7)
     return "pretrained.png"

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tokenbound.experiments import exp_compression as EC
 from tokenbound.experiments import steps
+from tokenbound.experiments.report import figure
 
 HELP = "one model quantized at 3..15 levels: code bits, loss and bound; where the optimum lies"
 LEVELS = (3, 5, 7, 9, 11, 15)
@@ -106,23 +107,15 @@ def notes(variant: str, rep: dict, best: dict) -> list[str]:
 
 
 def plot(rows: list[dict], path: Path) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     path.parent.mkdir(parents=True, exist_ok=True)
     L = [r["levels"] for r in rows]
-    fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=100)
-    ax.plot(L, [r["bound bits/byte"] for r in rows], "o-", label="bound")
-    ax.plot(L, [r["train bits/byte"] for r in rows], "s--", label="train loss")
-    ax2 = ax.twinx()
-    ax2.plot(L, [r["code bits"] for r in rows], "^:", color="gray", label="code bits")
-    ax2.set_ylabel("code bits")
-    ax.set_xlabel("quantization levels L")
-    ax.set_ylabel("bits per byte")
-    ax.legend(fontsize=7, loc="upper center")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    with figure(path, (5.5, 3.6)) as (fig, ax):
+        ax.plot(L, [r["bound bits/byte"] for r in rows], "o-", label="bound")
+        ax.plot(L, [r["train bits/byte"] for r in rows], "s--", label="train loss")
+        ax2 = ax.twinx()
+        ax2.plot(L, [r["code bits"] for r in rows], "^:", color="gray", label="code bits")
+        ax2.set_ylabel("code bits")
+        ax.set_xlabel("quantization levels L")
+        ax.set_ylabel("bits per byte")
+        ax.legend(fontsize=7, loc="upper center")
     return path.name

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from tokenbound.experiments import exp_compression as EC
 from tokenbound.experiments import steps
+from tokenbound.experiments.report import figure
 
 HELP = "one-token sampling (paper, n=10,000) vs window sampling vs exact scoring, with times"
 COLUMNS = ["method", "draws n", "forward passes", "tokens scored", "wall s",
@@ -120,20 +121,12 @@ def notes(rows: list[dict], m: int, L: int) -> list[str]:
 
 
 def plot(rows: list[dict], path: Path) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
-    for r in rows:
-        ax.scatter(r["wall s"] or 0.0, r["bound bits/byte"], s=40)
-        ax.annotate(r["method"], (r["wall s"] or 0.0, r["bound bits/byte"]), fontsize=6,
-                    xytext=(4, 4), textcoords="offset points")
-    ax.set_xlabel("wall-clock seconds (shared 2-core CPU)")
-    ax.set_ylabel("certified bound, bits per byte")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    with figure(path, (6, 3.6)) as (fig, ax):
+        for r in rows:
+            ax.scatter(r["wall s"] or 0.0, r["bound bits/byte"], s=40)
+            ax.annotate(r["method"], (r["wall s"] or 0.0, r["bound bits/byte"]), fontsize=6,
+                        xytext=(4, 4), textcoords="offset points")
+        ax.set_xlabel("wall-clock seconds (shared 2-core CPU)")
+        ax.set_ylabel("certified bound, bits per byte")
     return path.name

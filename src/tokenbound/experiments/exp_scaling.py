@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from tokenbound.experiments import exp_compression as EC
+from tokenbound.experiments.report import figure
 
 HELP = "GPTs of 4-5 widths, same data and steps: held-out loss, bound and terms vs size"
 WIDTHS = {"quick": (32, 64, 96, 128), "full": (32, 64, 96, 128, 192)}
@@ -93,22 +94,14 @@ def notes(scale: dict, rows: list[dict], corr: float | None) -> list[str]:
 
 
 def plot(rows: list[dict], path: Path) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     path.parent.mkdir(parents=True, exist_ok=True)
     n = [r["total params"] for r in rows]
-    fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=100)
-    ax.plot(n, [r["bound bits/byte"] for r in rows], "o-", label="bound")
-    ax.plot(n, [r["smoothed empirical"] for r in rows], "s--", label="smoothed train loss")
-    ax.plot(n, [r["held-out bits/byte"] for r in rows], "D-.", label="held-out loss")
-    ax.set_xscale("log")
-    ax.set_xlabel("model parameters (total)")
-    ax.set_ylabel("bits per byte")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    with figure(path, (5.5, 3.6)) as (fig, ax):
+        ax.plot(n, [r["bound bits/byte"] for r in rows], "o-", label="bound")
+        ax.plot(n, [r["smoothed empirical"] for r in rows], "s--", label="smoothed train loss")
+        ax.plot(n, [r["held-out bits/byte"] for r in rows], "D-.", label="held-out loss")
+        ax.set_xscale("log")
+        ax.set_xlabel("model parameters (total)")
+        ax.set_ylabel("bits per byte")
+        ax.legend(fontsize=7)
     return path.name

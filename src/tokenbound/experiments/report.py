@@ -7,6 +7,7 @@ only formats it. Numbers are copied, never recomputed or rounded before being st
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -105,46 +106,54 @@ def render_markdown(rep: dict) -> str:
     return "\n".join(lines)
 
 
-def plot_report(rep: dict, out_dir: Path) -> list[str]:
-    """bound_decomposition.png (stacked terms per family) and bound_vs_alpha.png."""
+@contextlib.contextmanager
+def figure(path, figsize=(6, 3.2)):
+    """A matplotlib `(fig, ax)` on the Agg backend; on leaving the block it is laid out,
+    saved to `path` (PNG, 100 dpi) and closed. Shared by every plot of the package."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    fig, ax = plt.subplots(figsize=figsize, dpi=100)
+    try:
+        yield fig, ax
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+
+
+def plot_report(rep: dict, out_dir: Path) -> list[str]:
+    """bound_decomposition.png (stacked terms per family) and bound_vs_alpha.png."""
     written = []
     fams = rep["families"]
     names = list(fams)
     emp = [fams[n]["empirical"] for n in names]
     comp = [fams[n]["complexity_term"] for n in names]
     samp = [fams[n]["sampling_term"] for n in names]
-    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
-    ax.bar(names, emp, label="smoothed training loss")
-    ax.bar(names, comp, bottom=emp, label="complexity")
-    ax.bar(names, samp, bottom=[e + c for e, c in zip(emp, comp)], label="sampling")
-    ax.axhline(rep["random_guess_bits_per_token"], color="k", ls="--", lw=1, label="random guess")
-    ax.set_ylabel(rep.get("unit", "bits per token"))
-    ax.set_title("bound decomposition")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out_dir / "bound_decomposition.png")
-    plt.close(fig)
+    with figure(out_dir / "bound_decomposition.png") as (fig, ax):
+        ax.bar(names, emp, label="smoothed training loss")
+        ax.bar(names, comp, bottom=emp, label="complexity")
+        ax.bar(names, samp, bottom=[e + c for e, c in zip(emp, comp)], label="sampling")
+        ax.axhline(rep["random_guess_bits_per_token"], color="k", ls="--", lw=1,
+                   label="random guess")
+        ax.set_ylabel(rep.get("unit", "bits per token"))
+        ax.set_title("bound decomposition")
+        ax.legend(fontsize=7)
     written.append("bound_decomposition.png")
 
     curve = rep.get("bound_vs_alpha", {})
     if curve:
-        fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
-        for fam, pts in curve.items():
-            xs = [p["alpha"] for p in pts]
-            ax.plot(xs, [p["bound"] for p in pts], marker="o", label=fam)
-        ax.set_xscale("log")
-        ax.set_xlabel("prediction smoothing alpha")
-        ax.set_ylabel(rep.get("unit", "bits per token"))
-        ax.set_title("bound versus alpha (all paid for in the union bound)")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out_dir / "bound_vs_alpha.png")
-        plt.close(fig)
+        with figure(out_dir / "bound_vs_alpha.png") as (fig, ax):
+            for fam, pts in curve.items():
+                xs = [p["alpha"] for p in pts]
+                ax.plot(xs, [p["bound"] for p in pts], marker="o", label=fam)
+            ax.set_xscale("log")
+            ax.set_xlabel("prediction smoothing alpha")
+            ax.set_ylabel(rep.get("unit", "bits per token"))
+            ax.set_title("bound versus alpha (all paid for in the union bound)")
+            ax.legend(fontsize=7)
         written.append("bound_vs_alpha.png")
     return written
 
