@@ -92,24 +92,14 @@ def provenance(started) -> dict:
                              - started).total_seconds(), 1)}
 
 
-def _cell(x) -> str:
-    if x is None:
-        return "—"
-    if isinstance(x, bool):
-        return "yes" if x else "no"
-    if isinstance(x, int):
-        return f"{x:,}"
-    if isinstance(x, float):
-        return f"{x:,.4g}" if abs(x) >= 1e4 or (x != 0 and abs(x) < 1e-3) else f"{x:.4f}"
-    return str(x)
-
-
 def format_table(columns: list, rows: list) -> str:
     """A markdown table of rows (dicts keyed by column, or lists in column order)."""
+    from tokenbound.experiments.report import fmt_cell
+
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
         vals = [r.get(c) for c in columns] if isinstance(r, dict) else list(r)
-        lines.append("| " + " | ".join(_cell(v) for v in vals) + " |")
+        lines.append("| " + " | ".join(fmt_cell(v, compact=True) for v in vals) + " |")
     return "\n".join(lines)
 
 

@@ -43,7 +43,10 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _fmt(x: Any, digits: int = 4) -> str:
+def fmt_cell(x: Any, digits: int = 4, compact: bool = False) -> str:
+    """One table cell: None -> "—", bools yes/no, ints with thousands separators, floats with
+    `digits` decimals (`compact`: |x| >= 1e4 or 0 < |x| < 1e-3 in 4 significant digits, for
+    experiment tables whose columns mix bit counts, bounds and tiny p-values)."""
     if x is None:
         return "—"
     if isinstance(x, bool):
@@ -51,6 +54,8 @@ def _fmt(x: Any, digits: int = 4) -> str:
     if isinstance(x, int):
         return f"{x:,}"
     if isinstance(x, float):
+        if compact and (abs(x) >= 1e4 or (x != 0 and abs(x) < 1e-3)):
+            return f"{x:,.4g}"
         return f"{x:.{digits}f}"
     return str(x)
 
@@ -62,24 +67,24 @@ def render_markdown(rep: dict) -> str:
     lines = [
         f"# tokenbound certificate: {rep.get('name', 'run')}",
         "",
-        f"**Certified bound: {_fmt(rep['bound_bits_per_token'])} {unit}** "
+        f"**Certified bound: {fmt_cell(rep['bound_bits_per_token'])} {unit}** "
         f"(probability >= {1 - rep['delta']:.2f}; {'VACUOUS' if rep['vacuous'] else 'non-vacuous'}: "
-        f"random guessing is {_fmt(rep['random_guess_bits_per_token'])}).",
+        f"random guessing is {fmt_cell(rep['random_guess_bits_per_token'])}).",
         "",
         rep.get("what_is_bounded", ""),
         "",
         "| quantity | value |",
         "|---|---|",
         f"| certified bound ({rep['certified_family']}, alpha = {best['alpha']}) | "
-        f"{_fmt(best['bound'])} |",
-        f"| = smoothed training loss (offset included) | {_fmt(best['empirical'])} |",
-        f"| + complexity term | {_fmt(best['complexity_term'])} |",
-        f"| + sampling term | {_fmt(best['sampling_term'])} |",
-        f"| training loss, unsmoothed | {_fmt(rep['empirical_bits_per_token'])} |",
-        f"| held-out loss, unsmoothed | {_fmt(rep.get('heldout_bits_per_token'))} |",
-        f"| random guess | {_fmt(rep['random_guess_bits_per_token'])} |",
-        f"| message length C (bits) | {_fmt(rep['code_bits'])} |",
-        f"| tokens m / scored | {_fmt(rep['n_tokens'])} / {_fmt(rep['n_scored'])} |",
+        f"{fmt_cell(best['bound'])} |",
+        f"| = smoothed training loss (offset included) | {fmt_cell(best['empirical'])} |",
+        f"| + complexity term | {fmt_cell(best['complexity_term'])} |",
+        f"| + sampling term | {fmt_cell(best['sampling_term'])} |",
+        f"| training loss, unsmoothed | {fmt_cell(rep['empirical_bits_per_token'])} |",
+        f"| held-out loss, unsmoothed | {fmt_cell(rep.get('heldout_bits_per_token'))} |",
+        f"| random guess | {fmt_cell(rep['random_guess_bits_per_token'])} |",
+        f"| message length C (bits) | {fmt_cell(rep['code_bits'])} |",
+        f"| tokens m / scored | {fmt_cell(rep['n_tokens'])} / {fmt_cell(rep['n_scored'])} |",
         "",
         "## Every family (the certified value is their minimum, with ln(#families) paid)",
         "",
@@ -87,16 +92,16 @@ def render_markdown(rep: dict) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, f in rep["families"].items():
-        lines.append(f"| {name} | {_fmt(f.get('certificate', True))} | {_fmt(f['bound'])} | "
-                     f"{_fmt(f['empirical'])} | {_fmt(f['complexity_term'])} | "
-                     f"{_fmt(f['sampling_term'])} | {f.get('alpha')} | {f.get('center') or '—'} |")
+        lines.append(f"| {name} | {fmt_cell(f.get('certificate', True))} | {fmt_cell(f['bound'])} | "
+                     f"{fmt_cell(f['empirical'])} | {fmt_cell(f['complexity_term'])} | "
+                     f"{fmt_cell(f['sampling_term'])} | {f.get('alpha')} | {f.get('center') or '—'} |")
     topk = rep.get("topk", {})
     if topk:
         lines += ["", "## Top-k error bounds (each at the same delta)", "",
                   "| k | bound | empirical error | random guess (1 - k/V) |", "|---|---|---|---|"]
         for k, t in topk.items():
-            lines.append(f"| {k} | {_fmt(t['bound'])} | {_fmt(t['empirical'])} | "
-                         f"{_fmt(t['random_guess'])} |")
+            lines.append(f"| {k} | {fmt_cell(t['bound'])} | {fmt_cell(t['empirical'])} | "
+                         f"{fmt_cell(t['random_guess'])} |")
     notes = rep.get("notes", [])
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
