@@ -6,6 +6,7 @@ A typo in a shipped recipe would otherwise surface only after minutes of trainin
 
 import pytest
 
+from tokenbound.compression import QuantConfig
 from tokenbound.evaluation import EvalConfig
 from tokenbound.experiments import pipeline
 from tokenbound.experiments.recipes import recipe_path, shipped
@@ -23,9 +24,9 @@ def test_the_documented_recipes_are_shipped():
 def test_shipped_recipe_builds_every_config(name, tmp_path):
     r = pipeline.Recipe.load(recipe_path(name), out=str(tmp_path / "out"))
     assert r.name == name
-    pipeline._qcfg(r.compress)  # raises on an unknown method / bad level count
+    QuantConfig.from_recipe(r.compress)  # raises on an unknown method / bad level count
     assert set(r.compress) <= {"levels", "method", "grouping", "exclude", "kmeans_iters",
-                               "qat_steps", "qat_lr", "batch_size"}
+                               "qat_steps", "qat_lr", "batch_size", "eval_batches"}
     EvalConfig(**r.evaluate)
     if r.model is not None:
         gcfg = GPTConfig.from_dict(dict(r.model))

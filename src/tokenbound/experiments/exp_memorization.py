@@ -102,7 +102,7 @@ def one_kind(docs: list, kind: str, out: Path, scale: dict, progress: bool) -> d
     """Train on one kind, then quantize at each level: {levels: (code bits, accuracy)}."""
     from tokenbound.bounds.grids import TOPK
     from tokenbound.evaluation import load_result
-    from tokenbound.experiments.pipeline import _qcfg
+    from tokenbound.compression import QuantConfig
 
     base = out / kind
     write_data(docs, base / "data", kind)
@@ -116,7 +116,7 @@ def one_kind(docs: list, kind: str, out: Path, scale: dict, progress: bool) -> d
         msg, rep_path = base / f"q{L}.tbm", base / f"q{L}.json"
         comp = steps.read_json(rep_path)
         if not steps.message_is_valid(msg, comp):
-            comp = steps.compress_run(base / "train", msg, _qcfg({"levels": L,
+            comp = steps.compress_run(base / "train", msg, QuantConfig.from_recipe({"levels": L,
                                                                  "method": "kmeans"}),
                                       eval_batches=0)
             steps.atomic_json(rep_path, comp)

@@ -95,16 +95,10 @@ class Recipe:
                                               "hf", "compress", "evaluate", "heldout")}
 
 
-def _qcfg(c: dict):
-    from tokenbound.compression import QuantConfig
-
-    keys = ("levels", "method", "grouping", "exclude", "kmeans_iters")
-    return QuantConfig(**{k: (tuple(v) if k == "exclude" else v)
-                          for k, v in c.items() if k in keys})
-
-
 def run(recipe: Recipe, *, progress: bool = False, say=lambda msg: None) -> dict:
     """Run every step of `recipe` (skipping finished ones) and write the report; returns it."""
+    from tokenbound.compression import QuantConfig
+
     out = Path(recipe.out).resolve()  # absolute: run dirs record their data path
     out.mkdir(parents=True, exist_ok=True)
     steps.atomic_json(out / "recipe.json", recipe.to_dict())
@@ -133,13 +127,14 @@ def run(recipe: Recipe, *, progress: bool = False, say=lambda msg: None) -> dict
                         f"({comp.get('recipe_compress')}); use a new --out for this recipe")
     if not steps.message_is_valid(message, comp):
         c = recipe.compress
+        qcfg = QuantConfig.from_recipe(c)
         if recipe.model is not None:
             comp = timed("compress", lambda: steps.compress_run(
-                out / "train", message, _qcfg(c), qat_steps=int(c.get("qat_steps", 0)),
+                out / "train", message, qcfg, qat_steps=int(c.get("qat_steps", 0)),
                 qat_lr=float(c.get("qat_lr", 5e-5)), batch_size=int(c.get("batch_size", 8)),
                 eval_batches=int(c.get("eval_batches", 10))))
         else:
-            comp = timed("compress", lambda: steps.compress_hf(recipe.hf, message, _qcfg(c)))
+            comp = timed("compress", lambda: steps.compress_hf(recipe.hf, message, qcfg))
         comp["recipe_compress"] = dict(recipe.compress)
         steps.atomic_json(out / "compress.json", comp)
     ev = timed("evaluate", lambda: steps.evaluate(message, data_dir / "train", out / "eval_train",
