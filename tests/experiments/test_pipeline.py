@@ -151,3 +151,36 @@ def test_changed_compress_settings_are_refused(finished, corpus_dir):
     recipe.compress = {**recipe.compress, "levels": 5}
     with pytest.raises(UserError, match="other compress settings"):
         run(recipe)
+
+
+def test_extra_bits_are_added_to_the_message_length_in_every_bound(finished, corpus_dir, capsys):
+    """A rerun with extra_bits = E (choices made on the data) equals `tokenbound bound
+    --extra-bits E` and is looser than the run without them; the report shows E."""
+    from dataclasses import replace
+
+    out, rep = finished
+    r = replace(_recipe(corpus_dir, out), extra_bits=2000)
+    rep_e = run(r)
+    try:
+        assert rep_e["extra_bits"] == 2000
+        assert rep_e["bound_bits_per_token"] > rep["bound_bits_per_token"]
+        capsys.readouterr()
+        assert main(["bound", str(out / "eval_train"), "--message", str(out / "model.tbm"),
+                     "--extra-bits", "2000", "--json"]) == 0
+        res = json.loads(capsys.readouterr().out)
+        assert res["token"]["best"]["value"] == rep_e["bound_bits_per_token"]
+        assert res["token"]["best"]["extra_bits"] == 2000
+        assert "bits paid for choices made on the data | 2,000" in (out / "report.md").read_text()
+    finally:
+        run(_recipe(corpus_dir, out))  # leave the module's run as the other tests expect it
+
+
+def test_extra_bits_must_be_a_whole_number(corpus_dir, tmp_path):
+    from dataclasses import replace
+
+    from tokenbound.errors import UserError
+
+    with pytest.raises(UserError, match="extra_bits"):
+        replace(_recipe(corpus_dir, tmp_path), extra_bits=-1)
+    with pytest.raises(UserError, match="extra_bits"):
+        replace(_recipe(corpus_dir, tmp_path), extra_bits=1.5)

@@ -12,11 +12,14 @@ A recipe is a YAML mapping (see `src/tokenbound/recipes/*.yaml`):
     compress: {levels: 17, method: kmeans, grouping: model, qat_steps: 0}
     evaluate: {context_len: 256, stride: 256, mode: exact, batch_size: 16, dtype: fp32}
     heldout: true              # also score DATA/heldout (a reference, not part of the bound)
+    extra_bits: 0              # bits paid for choices made after seeing the training data
+                               # (e.g. 2 when the compress settings were picked among 4 tried)
 
 Every step is skipped when its output exists and is valid, so an interrupted run resumes where
 it stopped (training and evaluation also resume inside the step). Everything in the recipe is
 fixed before the data is seen; nothing is selected on the training scores except the grids that
-the bounds pay for.
+the bounds pay for and what `extra_bits` pays for (K settings tried on this data and the best
+kept: extra_bits = ceil(log2 K), added to the message length in every bound).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from tokenbound.experiments.report import provenance, write_report
 log = logging.getLogger(__name__)
 
 SECTIONS = {"name", "out", "delta", "data", "model", "train", "hf", "compress", "evaluate",
-            "heldout", "description"}
+            "heldout", "description", "extra_bits"}
 
 
 @dataclass
@@ -52,6 +55,7 @@ class Recipe:
     delta: float = 0.05
     heldout: bool = True
     description: str = ""
+    extra_bits: int = 0
 
     def __post_init__(self):
         if (self.model is None) == (self.hf is None):
@@ -59,6 +63,9 @@ class Recipe:
                             "`hf: DIR` (a local Hugging Face causal LM)")
         if not 0 < float(self.delta) < 1:
             raise UserError(f"recipe delta must lie in (0, 1), got {self.delta}")
+        if not isinstance(self.extra_bits, int) or self.extra_bits < 0:
+            raise UserError(f"recipe extra_bits must be a whole number of bits >= 0, got "
+                            f"{self.extra_bits!r}")
         for key in ("corpus",):
             if key not in self.data:
                 raise UserError(f"recipe `data:` needs `{key}:` (e.g. corpus: shakespeare)")
@@ -92,7 +99,7 @@ class Recipe:
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in ("name", "out", "delta", "data", "model", "train",
-                                              "hf", "compress", "evaluate", "heldout")}
+                                              "hf", "compress", "evaluate", "heldout", "extra_bits")}
 
 
 def run(recipe: Recipe, *, progress: bool = False, say=lambda msg: None) -> dict:
@@ -145,7 +152,8 @@ def run(recipe: Recipe, *, progress: bool = False, say=lambda msg: None) -> dict
             message, data_dir / "heldout", out / "eval_heldout",
             {**recipe.evaluate, "mode": "exact", "n_samples": None}, progress=progress))
     cert = timed("bound", lambda: steps.certify(out / "eval_train", comp["total_bits"],
-                                                delta=recipe.delta))
+                                                delta=recipe.delta,
+                                                extra_bits=recipe.extra_bits))
     steps.atomic_json(out / "bound.json", cert)
     timings["total"] = round(time.perf_counter() - t0, 2)
     rep = build_report(recipe, prep, train_info, comp, ev, held, cert, timings)
@@ -175,6 +183,7 @@ def build_report(recipe: Recipe, prep: dict, train_info: dict | None, comp: dict
         "random_guess_bits_per_token": math.log2(V),
         "vacuous": best["vacuous"], "delta": recipe.delta,
         "code_bits": comp["total_bits"], "prefix_free_bits": comp["prefix_free_bits"],
+        "extra_bits": recipe.extra_bits,
         "bits_by_part": comp["bits_by_part"], "trained_parameters": comp["trained_parameters"],
         "quantization": {k: comp.get(k) for k in ("quant", "loss_before", "loss_after",
                                                   "loss_increase", "qat_steps")},

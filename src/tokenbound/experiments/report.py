@@ -84,6 +84,8 @@ def render_markdown(rep: dict) -> str:
         f"| held-out loss, unsmoothed | {fmt_cell(rep.get('heldout_bits_per_token'))} |",
         f"| random guess | {fmt_cell(rep['random_guess_bits_per_token'])} |",
         f"| message length C (bits) | {fmt_cell(rep['code_bits'])} |",
+        *([f"| + bits paid for choices made on the data | {fmt_cell(rep['extra_bits'])} |"]
+          if rep.get("extra_bits") else []),
         f"| tokens m / scored | {fmt_cell(rep['n_tokens'])} / {fmt_cell(rep['n_scored'])} |",
         "",
         "## Every family (the certified value is their minimum, with ln(#families) paid)",
