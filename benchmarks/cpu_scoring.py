@@ -89,7 +89,7 @@ def main() -> int:
 
 Command: `{cmd.strip()}`
 Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs
-(shared with other jobs: 1-min load average {load:.1f} at start), torch {torch.__version__}, {torch.get_num_threads()}
+(1-min load average {load:.1f} at start; it includes the tail of any job just finished), torch {torch.__version__}, {torch.get_num_threads()}
 threads, {platform.platform()}.
 Model: tokenbound GPT, 4 layers, d_model 128, 4 heads, V = 256 (untrained, seed 0);
 context L = {L}; batch size {a.batch_size}; all statistics of `token_stats` (8 alphas x 2
