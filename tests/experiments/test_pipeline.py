@@ -184,3 +184,17 @@ def test_extra_bits_must_be_a_whole_number(corpus_dir, tmp_path):
         replace(_recipe(corpus_dir, tmp_path), extra_bits=-1)
     with pytest.raises(UserError, match="extra_bits"):
         replace(_recipe(corpus_dir, tmp_path), extra_bits=1.5)
+    with pytest.raises(UserError, match="extra_bits"):
+        replace(_recipe(corpus_dir, tmp_path), extra_bits=True)
+
+
+def test_unknown_compress_key_is_refused_not_ignored(corpus_dir, tmp_path):
+    """A typo such as `qat_step: 300` must not silently skip the fine-tuning."""
+    from dataclasses import replace
+
+    from tokenbound.errors import UserError
+
+    r = _recipe(corpus_dir, tmp_path)
+    with pytest.raises(UserError, match=r"unknown key\(s\) \['qat_step'\]"):
+        replace(r, compress={**r.compress, "qat_step": 300})
+    replace(r, compress={**r.compress, "qat_steps": 3, "qat_lr": 0.01, "kmeans_iters": 5})

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 SECTIONS = {"name", "out", "delta", "data", "model", "train", "hf", "compress", "evaluate",
             "heldout", "description", "extra_bits"}
+# `compress:` keys read by `run` itself (the others are QuantConfig fields).
+COMPRESS_RUN_KEYS = ("qat_steps", "qat_lr", "batch_size", "eval_batches")
 
 
 @dataclass
@@ -63,7 +65,8 @@ class Recipe:
                             "`hf: DIR` (a local Hugging Face causal LM)")
         if not 0 < float(self.delta) < 1:
             raise UserError(f"recipe delta must lie in (0, 1), got {self.delta}")
-        if not isinstance(self.extra_bits, int) or self.extra_bits < 0:
+        if (not isinstance(self.extra_bits, int) or isinstance(self.extra_bits, bool)
+                or self.extra_bits < 0):
             raise UserError(f"recipe extra_bits must be a whole number of bits >= 0, got "
                             f"{self.extra_bits!r}")
         for key in ("corpus",):
@@ -71,6 +74,15 @@ class Recipe:
                 raise UserError(f"recipe `data:` needs `{key}:` (e.g. corpus: shakespeare)")
         if "levels" not in self.compress:
             raise UserError("recipe `compress:` needs `levels:` (codebook size, e.g. 17)")
+        from dataclasses import fields
+
+        from tokenbound.compression import QuantConfig
+
+        known = {f.name for f in fields(QuantConfig)} | set(COMPRESS_RUN_KEYS)
+        unknown = sorted(set(self.compress) - known)
+        if unknown:  # a typo (e.g. qat_step) would otherwise be ignored silently
+            raise UserError(f"recipe `compress:` has unknown key(s) {unknown}; allowed: "
+                            f"{sorted(known)}")
         if "context_len" not in self.evaluate:
             raise UserError("recipe `evaluate:` needs `context_len:` (e.g. 256)")
 
@@ -99,7 +111,8 @@ class Recipe:
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in ("name", "out", "delta", "data", "model", "train",
-                                              "hf", "compress", "evaluate", "heldout", "extra_bits")}
+                                              "hf", "compress", "evaluate", "heldout",
+                                              "extra_bits")}
 
 
 def run(recipe: Recipe, *, progress: bool = False, say=lambda msg: None) -> dict:

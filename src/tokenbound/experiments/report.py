@@ -94,9 +94,10 @@ def render_markdown(rep: dict) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, f in rep["families"].items():
-        lines.append(f"| {name} | {fmt_cell(f.get('certificate', True))} | {fmt_cell(f['bound'])} | "
-                     f"{fmt_cell(f['empirical'])} | {fmt_cell(f['complexity_term'])} | "
-                     f"{fmt_cell(f['sampling_term'])} | {f.get('alpha')} | {f.get('center') or '—'} |")
+        lines.append(f"| {name} | {fmt_cell(f.get('certificate', True))} | "
+                     f"{fmt_cell(f['bound'])} | {fmt_cell(f['empirical'])} | "
+                     f"{fmt_cell(f['complexity_term'])} | {fmt_cell(f['sampling_term'])} | "
+                     f"{f.get('alpha')} | {f.get('center') or '—'} |")
     topk = rep.get("topk", {})
     if topk:
         lines += ["", "## Top-k error bounds (each at the same delta)", "",
