@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tokenbound-installed
 
-.PHONY: venv test test-all demo clean
+.PHONY: venv test test-all test-triton demo clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,13 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q
+
+# Optional (downloads triton, ~290 MB): the CUDA statistics kernel's code run by Triton's CPU
+# interpreter, alone, inside score_tokens, and through benchmarks/gpu_scoring.py's smoke run.
+test-triton: $(STAMP)
+	$(PY) -m pip install -q -c constraints.txt triton
+	$(PY) -m pytest -q tests/evaluation/test_fused.py tests/evaluation/test_fused_bench.py
+	TRITON_INTERPRET=1 PYTHONPATH=src $(PY) benchmarks/gpu_scoring.py --cpu-smoke > /dev/null
 
 demo: $(STAMP)
 	$(VENV)/bin/tokenbound demo

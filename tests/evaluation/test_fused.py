@@ -98,13 +98,28 @@ _assert_same(token_stats_triton(z, t, block=64), token_stats_naive(z, t))  # las
 zb, tb = z[:, :150].bfloat16(), t % 150  # bf16 input, A = 2, one masked chunk
 _assert_same(token_stats_triton(zb, tb, alphas=(0.1, 0.3), block=256),
              token_stats_naive(zb, tb, alphas=(0.1, 0.3)))
+# the whole scoring path with the kernel as its statistics (token_stats_fused takes it here)
+import numpy as np
+import torch
+from evaluation.helpers import make_stream
+from tokenbound.evaluation.scoring import score_tokens
+from tokenbound.evaluation.windows import make_windows
+torch.manual_seed(0)
+emb = torch.nn.Embedding(50, 50)
+st = make_stream([20, 7, 33], seed=4)
+w = make_windows(st.doc_offsets, 8, 4)
+args = (lambda idx: emb(idx) * 4, st.tokens, st.doc_offsets, st.start_id, w, np.arange(len(w)))
+with torch.inference_mode():
+    got, want = score_tokens(*args, batch_size=3, stats="fused"), score_tokens(*args, batch_size=3)
+_assert_same(got, want)
 print("kernel ok")
 """
 
 
 def test_triton_kernel_under_interpreter():
-    """The CUDA kernel's code, run by Triton's CPU interpreter (needs triton installed; the
-    interpreter must be chosen before triton is imported: a fresh process)."""
+    """The CUDA kernel's code, run by Triton's CPU interpreter, alone and as the statistics of
+    `score_tokens` (needs triton installed: `make test-triton`; the interpreter must be chosen
+    before triton is imported: a fresh process)."""
     pytest.importorskip("triton")
     tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, TRITON_INTERPRET="1")

@@ -204,8 +204,10 @@ def token_stats_triton(logits: torch.Tensor, targets: torch.Tensor, alphas=ALPHA
 
 def token_stats_fused(logits: torch.Tensor, targets: torch.Tensor, alphas=ALPHA_GRID,
                       topk=TOPK) -> TokenStats:
-    """Triton kernel on CUDA when triton imports; otherwise `token_stats_online` (same values)."""
-    if logits.is_cuda and triton_available():
+    """Triton kernel on CUDA when triton imports (also on the CPU under TRITON_INTERPRET=1, so
+    that the tests can run the whole scoring path through the kernel's code); otherwise
+    `token_stats_online` (same values)."""
+    if (logits.is_cuda or _interpreting()) and triton_available():
         return token_stats_triton(logits, targets, alphas, topk)
     return token_stats_online(logits, targets, alphas, topk)
 
