@@ -80,7 +80,10 @@ def test_kill_and_rerun_identical(tmp_path, bigram_source, mode):
     for k, v in _arrays(a).items():
         assert (v is None and getattr(b, k) is None) or np.array_equal(v, getattr(b, k)), k
     rerun = ModelSource(Killer(1), V, None, bigram_source.ident)  # nothing left to score
-    assert evaluate(rerun, st, str(tmp_path / "b"), EvalConfig(**kw))["totals"] == full["totals"]
+    before = (tmp_path / "b" / "eval.json").read_text()
+    assert evaluate(rerun, st, str(tmp_path / "b"), EvalConfig(**kw)) == again
+    assert (tmp_path / "b" / "eval.json").read_text() == before  # its timing kept, not 0 tokens
+    assert again["timing"]["tokens_scored_this_run"] > 0
 
 
 def test_mismatched_out_dir_and_bad_inputs(tmp_path, bigram_source):

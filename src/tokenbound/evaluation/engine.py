@@ -235,6 +235,9 @@ def evaluate(model: ModelSource, stream, out_dir: str, cfg: EvalConfig, *,
         bar.close()
     n_done = _sum_over_ranks(n_todo, world)
     result_path = os.path.join(out_dir, "eval.json")
+    if n_done == 0 and os.path.exists(result_path):
+        with open(result_path) as f:  # finished before (same manifest, checked above): keep
+            return json.load(f)        # its timing rather than one of 0 tokens in 0 s
     if rank == 0:
         timing = {"seconds": seconds, "tokens_scored_this_run": n_done,
                   "tokens_per_s": n_done / seconds if seconds > 0 and n_done else None,
