@@ -88,3 +88,26 @@ def test_qat_lowers_loss_and_stays_exact():
     model2, _, _ = decode(encode(model, cfg, q2))
     with torch.no_grad():
         assert torch.equal(model(x), model2(x))
+
+
+def test_qat_adam_takes_steps_of_about_lr_and_unknown_optimizer_fails():
+    """Adam's first step moves a latent by lr (|m / sqrt(v)| = 1 unless the gradient is ~eps);
+    SGD's first step is lr * gradient (tiny here): the option really switches the optimizer."""
+    model, _ = _build({})
+    _perturb(model, seed=1)
+    qstate = quantize_(model, QuantConfig(levels=5))
+    lat0 = np.concatenate([g.latent if g.latent is not None else g.codebook[g.symbols]
+                           for g in qstate.groups]).astype(np.float32)
+
+    def moved(optimizer, lr):
+        m, _ = _build({})
+        _perturb(m, seed=1)
+        q2 = qat_finetune(m, quantize_(m, QuantConfig(levels=5)), _batches(), steps=1, lr=lr,
+                          optimizer=optimizer)
+        return np.abs(np.concatenate([g.latent for g in q2.groups]) - lat0)
+
+    d_adam, d_sgd = moved("adam", 1e-3), moved("sgd", 1e-3)
+    assert np.median(d_adam) == pytest.approx(1e-3, rel=1e-3) and d_adam.max() < 1.01e-3
+    assert d_sgd.max() < 5e-4
+    with pytest.raises(ValueError, match="sgd"):
+        qat_finetune(model, qstate, _batches(), steps=1, lr=1e-3, optimizer="rmsprop")

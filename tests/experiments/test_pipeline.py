@@ -197,4 +197,7 @@ def test_unknown_compress_key_is_refused_not_ignored(corpus_dir, tmp_path):
     r = _recipe(corpus_dir, tmp_path)
     with pytest.raises(UserError, match=r"unknown key\(s\) \['qat_step'\]"):
         replace(r, compress={**r.compress, "qat_step": 300})
-    replace(r, compress={**r.compress, "qat_steps": 3, "qat_lr": 0.01, "kmeans_iters": 5})
+    replace(r, compress={**r.compress, "qat_steps": 3, "qat_lr": 0.01, "kmeans_iters": 5,
+                         "qat_optimizer": "adam"})
+    with pytest.raises(UserError, match="qat_optimizer.*sgd or adam"):
+        replace(r, compress={**r.compress, "qat_optimizer": "Adam"})

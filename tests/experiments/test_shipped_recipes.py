@@ -26,7 +26,7 @@ def test_shipped_recipe_builds_every_config(name, tmp_path):
     assert r.name == name
     QuantConfig.from_recipe(r.compress)  # raises on an unknown method / bad level count
     assert set(r.compress) <= {"levels", "method", "grouping", "exclude", "kmeans_iters",
-                               "qat_steps", "qat_lr", "batch_size", "eval_batches"}
+                               "qat_steps", "qat_lr", "qat_optimizer", "batch_size", "eval_batches"}
     EvalConfig(**r.evaluate)
     if r.model is not None:
         gcfg = GPTConfig.from_dict(dict(r.model))

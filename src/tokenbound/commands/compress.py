@@ -38,7 +38,9 @@ def add_arguments(parser):
                         help="keep trained tensors matching this fnmatch pattern raw (repeat)")
     parser.add_argument("--qat-steps", type=int, default=0,
                         help="quantization-aware fine-tuning steps (default 0)")
-    parser.add_argument("--qat-lr", type=float, default=5e-5, help="QAT SGD learning rate")
+    parser.add_argument("--qat-lr", type=float, default=5e-5, help="QAT learning rate")
+    parser.add_argument("--qat-optimizer", choices=["sgd", "adam"], default="sgd",
+                        help="QAT optimizer: SGD with momentum 0.9 (default) or Adam")
     parser.add_argument("--batch-size", type=int, default=8,
                         help="sequences per batch for QAT and the loss estimate (default 8)")
     parser.add_argument("--eval-batches", type=int, default=10,
@@ -83,7 +85,7 @@ def _run_report(args) -> dict:
 
     return compress_run(args.run, args.out, _qcfg(args), qat_steps=args.qat_steps,
                         qat_lr=args.qat_lr, batch_size=args.batch_size,
-                        eval_batches=args.eval_batches)
+                        eval_batches=args.eval_batches, qat_optimizer=args.qat_optimizer)
 
 
 def _hf_report(args) -> dict:

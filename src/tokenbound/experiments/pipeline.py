@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 SECTIONS = {"name", "out", "delta", "data", "model", "train", "hf", "compress", "evaluate",
             "heldout", "description", "extra_bits"}
 # `compress:` keys read by `run` itself (the others are QuantConfig fields).
-COMPRESS_RUN_KEYS = ("qat_steps", "qat_lr", "batch_size", "eval_batches")
+COMPRESS_RUN_KEYS = ("qat_steps", "qat_lr", "qat_optimizer", "batch_size", "eval_batches")
 
 
 @dataclass
@@ -83,6 +83,9 @@ class Recipe:
         if unknown:  # a typo (e.g. qat_step) would otherwise be ignored silently
             raise UserError(f"recipe `compress:` has unknown key(s) {unknown}; allowed: "
                             f"{sorted(known)}")
+        if self.compress.get("qat_optimizer", "sgd") not in ("sgd", "adam"):
+            raise UserError(f"recipe `compress: qat_optimizer: "
+                            f"{self.compress['qat_optimizer']!r}`: use sgd or adam")
         if "context_len" not in self.evaluate:
             raise UserError("recipe `evaluate:` needs `context_len:` (e.g. 256)")
 
@@ -152,7 +155,8 @@ def run(recipe: Recipe, *, progress: bool = False, say=lambda msg: None) -> dict
             comp = timed("compress", lambda: steps.compress_run(
                 out / "train", message, qcfg, qat_steps=int(c.get("qat_steps", 0)),
                 qat_lr=float(c.get("qat_lr", 5e-5)), batch_size=int(c.get("batch_size", 8)),
-                eval_batches=int(c.get("eval_batches", 10))))
+                eval_batches=int(c.get("eval_batches", 10)),
+                qat_optimizer=str(c.get("qat_optimizer", "sgd"))))
         else:
             comp = timed("compress", lambda: steps.compress_hf(recipe.hf, message, qcfg))
         comp["recipe_compress"] = dict(recipe.compress)

@@ -97,7 +97,8 @@ def train(data: str | Path, out: str | Path, model: dict, train: dict, *,
 
 # ---- compress --------------------------------------------------------------------------------
 def compress_run(run: str | Path, out: str | Path, qcfg, *, qat_steps: int = 0,
-                 qat_lr: float = 5e-5, batch_size: int = 8, eval_batches: int = 10) -> dict:
+                 qat_lr: float = 5e-5, batch_size: int = 8, eval_batches: int = 10,
+                 qat_optimizer: str = "sgd") -> dict:
     """Quantize the final model of RUN, optionally QAT, write the message to `out` and check
     that it decodes to exactly the quantized weights. Returns the compress report."""
     from tokenbound.compression import qat_finetune, quantize_
@@ -118,7 +119,7 @@ def compress_run(run: str | Path, out: str | Path, qcfg, *, qat_steps: int = 0,
     if qat_steps:
         batches = batch_iterator(stream, ctx, batch_size, QAT_SEED)
         qstate = qat_finetune(model, qstate, batches, qat_steps, qat_lr,
-                              ignore_index=IGNORE_INDEX)
+                              ignore_index=IGNORE_INDEX, optimizer=qat_optimizer)
     after = loss()
     extra = {"tokenizer": stream.meta.get("tokenizer"), "vocab_size": stream.vocab_size,
              "start_id": stream.start_id, "eot_id": stream.eot_id, "context_len": ctx}
@@ -126,6 +127,8 @@ def compress_run(run: str | Path, out: str | Path, qcfg, *, qat_steps: int = 0,
     report.update(run=str(run), loss_before=before, loss_after=after,
                   loss_increase=None if before is None else after - before,
                   qat_steps=qat_steps)
+    if qat_steps:
+        report.update(qat_lr=qat_lr, qat_optimizer=qat_optimizer)
     return report
 
 
