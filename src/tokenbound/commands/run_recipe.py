@@ -11,7 +11,7 @@ exists and is valid, so rerunning the same command after an interruption resumes
 stopped. Outputs: OUT/report.json, OUT/report.md, OUT/*.png, and each step's files."""
 EPILOG = """examples:
   tokenbound run src/tokenbound/recipes/demo.yaml --out runs/demo
-  tokenbound run shakespeare-60min    # a shipped recipe by name (about 55 min on 2 CPU cores)
+  tokenbound run shakespeare-60min    # a shipped recipe by name (about 50 min on 2 CPU cores)
   tokenbound run my_model.yaml        # out: taken from the recipe (default runs/<name>)
 """
 
