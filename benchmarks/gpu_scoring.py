@@ -22,7 +22,8 @@ TFLOP/s use forward FLOPs per token = 2 * (parameters of all matmuls, LM head in
 card's dense bf16 peak (table below; unknown cards print no percentage).
 
     python benchmarks/gpu_scoring.py              # CUDA: < 8 min on one H100; table to stdout
-                                                  # and to $OUT/gpu.md when OUT is set
+                                                  # and to $OUT/gpu.md when OUT is set (also
+                                                  # after each (model, L): PARTIAL if cut off)
     python benchmarks/gpu_scoring.py --cpu-smoke  # tiny models on the CPU (the test runs it)
 """
 
@@ -176,15 +177,18 @@ def run_hf(model, L: int, device: str, smoke: bool) -> tuple[float, int]:
     return B * L / timed(step, device, 0.0 if smoke else 2.0), B
 
 
-def run_tokenbound(model, L: int, device: str, smoke: bool, stats: str) -> dict:
-    """tokens/s of `score_tokens` (compiled forward, auto batch, `stats`) and a breakdown."""
+def run_tokenbound(model, L: int, device: str, smoke: bool, stats: str, notes: list,
+                   compile: bool | None = None) -> dict:
+    """tokens/s of `score_tokens` (compiled forward, auto batch, `stats`) and a breakdown.
+    If torch.compile fails on this machine the eager forward is timed instead (noted)."""
     def fn(idx):
         return model(input_ids=idx, use_cache=False).logits  # (B, T, V)
 
     V = model.config.vocab_size
     cap = max(1, (64 if smoke else TB_TOKENS_CAP) // L)
     B = auto_batch_size(scoring_probe(fn, L, device, stats, None), max_batch=cap)
-    cfn = fn if smoke else compile_fn(fn)  # compile_fn itself is tested in tests/evaluation
+    compile = not smoke if compile is None else compile  # the smoke run: eager unless asked
+    cfn = compile_fn(fn) if compile else fn  # compile_fn itself is tested in tests/evaluation
     n_windows = B * (2 if smoke else 16)
     tokens = np.random.default_rng(0).integers(0, V, n_windows * L).astype(np.int64)
     off = np.array([0, tokens.size])
@@ -194,12 +198,22 @@ def run_tokenbound(model, L: int, device: str, smoke: bool, stats: str) -> dict:
         return score_tokens(cfn, tokens, off, 0, win, idx, batch_size=B, device=device,
                             stats=stats)
 
-    score(np.arange(B))  # warm-up: compiles the forward for (B, L)
+    try:
+        score(np.arange(B))  # warm-up: compiles the forward for (B, L)
+    except Exception as err:  # an inductor/compiler problem on this machine: time eager
+        if cfn is fn:
+            raise
+        notes.append(f"torch.compile failed ({type(err).__name__}: {str(err)[:200]}); "
+                     f"L={L} timed with the eager forward")
+        print(f"!!! {notes[-1]}", flush=True)
+        cfn = fn
+        score(np.arange(B))
     _sync(device)
     t0 = time.perf_counter()
     n = score(np.arange(n_windows)).x.shape[0]
     rate = n / (time.perf_counter() - t0)
-    return {"rate": rate, "batch": B, **breakdown(cfn, B, L, V, device, stats, smoke)}
+    return {"rate": rate, "batch": B, "compiled": cfn is not fn,
+            **breakdown(cfn, B, L, V, device, stats, smoke)}
 
 
 def breakdown(cfn, B: int, L: int, V: int, device: str, stats: str, smoke: bool) -> dict:
@@ -257,8 +271,10 @@ def breakdown_table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-def measure(cfgs: dict, contexts, device: str, smoke: bool, budget_s: float, notes: list):
-    """Run every (model, L), most important first, while the time budget lasts."""
+def measure(cfgs: dict, contexts, device: str, smoke: bool, budget_s: float, notes: list,
+            report=lambda tput, parts: None):
+    """Run every (model, L), most important first, while the time budget lasts; `report` is
+    called with the rows so far after each (model, L), so a killed run still leaves a table."""
     t_start, tput, parts, stats = time.perf_counter(), [], [], "fused"
     for L in contexts:
         for name, cfg in cfgs.items():
@@ -277,15 +293,17 @@ def measure(cfgs: dict, contexts, device: str, smoke: bool, budget_s: float, not
                     stats = "torch"
             fl = flops_per_token(model, L)
             hf_rate, hf_b = run_hf(model, L, device, smoke)
-            tb = run_tokenbound(model, L, device, smoke, stats)
+            tb = run_tokenbound(model, L, device, smoke, stats, notes)
             common = {"model": name, "L": L, "flops": fl}
             tput += [{**common, "scorer": "HF forward + cross-entropy", "rate": hf_rate,
                       "batch": hf_b},
-                     {**common, "scorer": f"tokenbound (compile, {stats} stats)",
+                     {**common, "scorer": f"tokenbound ({'compile' if tb['compiled'] else 'eager'}"
+                                          f", {stats} stats)",
                       "rate": tb["rate"], "batch": tb["batch"]}]
             parts.append({**common, **tb})
             print(f"{name} L={L}: hf {hf_rate:,.0f} tok/s, tokenbound {tb['rate']:,.0f} tok/s "
                   f"(batch {tb['batch']}) [{time.perf_counter() - t_start:.0f} s]", flush=True)
+            report(tput, parts)
             del model
             if device.startswith("cuda"):
                 torch.cuda.empty_cache()
@@ -312,16 +330,21 @@ def main(argv=None) -> int:
     contexts = (8, 16) if a.cpu_smoke else (1024, 2048)
     if a.cpu_smoke:
         torch.set_num_threads(1)  # tiny models: one thread is fastest on a shared CPU
+
+    def render(tput, parts, final):
+        text = "\n".join([header(argv, a.cpu_smoke, peak, name), table(tput, peak), "",
+                          "Breakdown of one tokenbound batch (all its rows scored):", "",
+                          breakdown_table(parts), "", *[f"- {n}" for n in notes],
+                          *([] if final else ["- PARTIAL: the run stopped before the end"])])
+        if os.environ.get("OUT"):
+            os.makedirs(os.environ["OUT"], exist_ok=True)
+            with open(os.path.join(os.environ["OUT"], "gpu.md"), "w") as f:
+                f.write(text + "\n")
+        return text
+
     tput, parts, ok = measure(model_configs(a.cpu_smoke), contexts, device, a.cpu_smoke,
-                              a.budget_s, notes)
-    text = "\n".join([header(argv, a.cpu_smoke, peak, name), table(tput, peak), "",
-                      "Breakdown of one tokenbound batch (all its rows scored):", "",
-                      breakdown_table(parts), "", *[f"- {n}" for n in notes]]) + "\n"
-    print(text)
-    if os.environ.get("OUT"):
-        os.makedirs(os.environ["OUT"], exist_ok=True)
-        with open(os.path.join(os.environ["OUT"], "gpu.md"), "w") as f:
-            f.write(text)
+                              a.budget_s, notes, lambda t, p: render(t, p, final=False))
+    print(render(tput, parts, final=True))
     return 0 if ok else 1
 
 

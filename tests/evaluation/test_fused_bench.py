@@ -58,3 +58,36 @@ def test_verification_catches_a_wrong_statistic(bench, monkeypatch):
     monkeypatch.setattr(bench, "token_stats_fused", broken)
     z, t = bench.hard_rows(300, "cpu")
     assert "center" in bench.verify(z, "cpu", smoke=True)
+
+
+def test_compile_failure_falls_back_to_eager_and_says_so(bench, monkeypatch):
+    """A machine whose torch.compile breaks must still get a measurement (of the eager
+    forward), with a note, rather than losing the whole device run."""
+    def broken_compile(fn):
+        def run(idx):
+            raise RuntimeError("inductor: no C++ compiler found")
+        return run
+
+    monkeypatch.setattr(bench, "compile_fn", broken_compile)
+    model = bench.build(bench.model_configs(smoke=True)["gpt2-tiny"], "cpu")
+    notes = []
+    res = bench.run_tokenbound(model, 8, "cpu", True, "fused", notes, compile=True)
+    assert res["compiled"] is False and res["rate"] > 0 and res["batch"] == 8
+    assert len(notes) == 1 and "torch.compile failed" in notes[0] and "no C++" in notes[0]
+
+
+def test_partial_table_written_after_each_model(bench, tmp_path, monkeypatch):
+    monkeypatch.setenv("OUT", str(tmp_path))
+    seen = []
+    real = bench.run_hf
+
+    def hf_then_check(model, L, device, smoke):
+        if seen:  # the second (model, L): the first one's rows are already on disk
+            text = (tmp_path / "gpu.md").read_text()
+            assert "PARTIAL" in text and text.count("| gpt2-tiny | 8 |") == 3
+        seen.append(L)
+        return real(model, L, device, smoke)
+
+    monkeypatch.setattr(bench, "run_hf", hf_then_check)
+    assert bench.main(["--cpu-smoke"]) == 0
+    assert len(seen) == 4 and "PARTIAL" not in (tmp_path / "gpu.md").read_text()
