@@ -24,6 +24,7 @@ EPILOG = """examples:
 
 def add_arguments(parser):
     from tokenbound.compression import QUANTIZERS
+    from tokenbound.compression.qat import QAT_OPTIMIZERS
 
     parser.add_argument("run", nargs="?", help="training run directory (tokenbound train --out)")
     parser.add_argument("--gguf", metavar="PATH", help="report the code length of a GGUF file")
@@ -39,7 +40,7 @@ def add_arguments(parser):
     parser.add_argument("--qat-steps", type=int, default=0,
                         help="quantization-aware fine-tuning steps (default 0)")
     parser.add_argument("--qat-lr", type=float, default=5e-5, help="QAT learning rate")
-    parser.add_argument("--qat-optimizer", choices=["sgd", "adam"], default="sgd",
+    parser.add_argument("--qat-optimizer", choices=QAT_OPTIMIZERS, default="sgd",
                         help="QAT optimizer: SGD with momentum 0.9 (default) or Adam")
     parser.add_argument("--batch-size", type=int, default=8,
                         help="sequences per batch for QAT and the loss estimate (default 8)")

@@ -83,9 +83,11 @@ class Recipe:
         if unknown:  # a typo (e.g. qat_step) would otherwise be ignored silently
             raise UserError(f"recipe `compress:` has unknown key(s) {unknown}; allowed: "
                             f"{sorted(known)}")
-        if self.compress.get("qat_optimizer", "sgd") not in ("sgd", "adam"):
-            raise UserError(f"recipe `compress: qat_optimizer: "
-                            f"{self.compress['qat_optimizer']!r}`: use sgd or adam")
+        from tokenbound.compression.qat import QAT_OPTIMIZERS
+
+        if self.compress.get("qat_optimizer", "sgd") not in QAT_OPTIMIZERS:
+            raise UserError(f"recipe `compress: qat_optimizer: {self.compress['qat_optimizer']!r}`"
+                            f": use {' or '.join(QAT_OPTIMIZERS)}")
         if "context_len" not in self.evaluate:
             raise UserError("recipe `evaluate:` needs `context_len:` (e.g. 256)")
 
