@@ -178,7 +178,7 @@ def run_hf(model, L: int, device: str, smoke: bool) -> tuple[float, int]:
 
 
 def run_tokenbound(model, L: int, device: str, smoke: bool, stats: str, notes: list,
-                   compile: bool | None = None) -> dict:
+                   use_compile: bool | None = None) -> dict:
     """tokens/s of `score_tokens` (compiled forward, auto batch, `stats`) and a breakdown.
     If torch.compile fails on this machine the eager forward is timed instead (noted)."""
     def fn(idx):
@@ -187,8 +187,8 @@ def run_tokenbound(model, L: int, device: str, smoke: bool, stats: str, notes: l
     V = model.config.vocab_size
     cap = max(1, (64 if smoke else TB_TOKENS_CAP) // L)
     B = auto_batch_size(scoring_probe(fn, L, device, stats, None), max_batch=cap)
-    compile = not smoke if compile is None else compile  # the smoke run: eager unless asked
-    cfn = compile_fn(fn) if compile else fn  # compile_fn itself is tested in tests/evaluation
+    use_compile = not smoke if use_compile is None else use_compile  # smoke: eager unless asked
+    cfn = compile_fn(fn) if use_compile else fn  # compile_fn itself is tested in tests/evaluation
     n_windows = B * (2 if smoke else 16)
     tokens = np.random.default_rng(0).integers(0, V, n_windows * L).astype(np.int64)
     off = np.array([0, tokens.size])

@@ -84,6 +84,9 @@ def test_kill_and_rerun_identical(tmp_path, bigram_source, mode):
     assert evaluate(rerun, st, str(tmp_path / "b"), EvalConfig(**kw)) == again
     assert (tmp_path / "b" / "eval.json").read_text() == before  # its timing kept, not 0 tokens
     assert again["timing"]["tokens_scored_this_run"] > 0
+    (tmp_path / "b" / "stats.npz").unlink()  # a damaged finished dir is merged again
+    assert evaluate(rerun, st, str(tmp_path / "b"), EvalConfig(**kw))["totals"] == full["totals"]
+    assert (tmp_path / "b" / "stats.npz").exists()
 
 
 def test_mismatched_out_dir_and_bad_inputs(tmp_path, bigram_source):

@@ -71,7 +71,7 @@ def test_compile_failure_falls_back_to_eager_and_says_so(bench, monkeypatch):
     monkeypatch.setattr(bench, "compile_fn", broken_compile)
     model = bench.build(bench.model_configs(smoke=True)["gpt2-tiny"], "cpu")
     notes = []
-    res = bench.run_tokenbound(model, 8, "cpu", True, "fused", notes, compile=True)
+    res = bench.run_tokenbound(model, 8, "cpu", True, "fused", notes, use_compile=True)
     assert res["compiled"] is False and res["rate"] > 0 and res["batch"] == 8
     assert len(notes) == 1 and "torch.compile failed" in notes[0] and "no C++" in notes[0]
 

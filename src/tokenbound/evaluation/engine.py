@@ -235,7 +235,8 @@ def evaluate(model: ModelSource, stream, out_dir: str, cfg: EvalConfig, *,
         bar.close()
     n_done = _sum_over_ranks(n_todo, world)
     result_path = os.path.join(out_dir, "eval.json")
-    if n_done == 0 and os.path.exists(result_path):
+    if n_done == 0 and all(os.path.exists(os.path.join(out_dir, f))
+                           for f in ("eval.json", "stats.npz")):
         with open(result_path) as f:  # finished before (same manifest, checked above): keep
             return json.load(f)        # its timing rather than one of 0 tokens in 0 s
     if rank == 0:
