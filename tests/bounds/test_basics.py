@@ -5,9 +5,11 @@ import subprocess
 import sys
 
 import mpmath as mp
+import numpy as np
 import pytest
 
 from tokenbound.bounds import complexity_nats, ln_grid, prefix_free_bits, psi, smoothing, split_delta
+from tokenbound.bounds.basics import papers_prefix_bits
 from tokenbound.errors import UserError
 
 
@@ -37,12 +39,29 @@ def test_smoothing_rejects_bad_alpha(alpha):
 
 def test_prefix_free_bits():
     assert prefix_free_bits(0) == 0.0
-    assert prefix_free_bits(1) == 1.0  # 1 + 2 log2 1
-    assert prefix_free_bits(1024) == 1024 + 20.0  # 2 * log2(1024) = 20
+    assert prefix_free_bits(1024) == 1024 + 20.0  # whole bytes: 2 * log2(1024) = 20
+    assert prefix_free_bits(8) == 8 + 6.0
+    assert prefix_free_bits(1) == 2.0  # 1 + 2 log2 1, plus the bit for a C that is not whole bytes
+    assert prefix_free_bits(1025) == pytest.approx(1025 + 2 * math.log2(1025) + 1)
+    assert papers_prefix_bits(1025) == pytest.approx(1025 + 2 * math.log2(1025))
     with pytest.raises(UserError):
         prefix_free_bits(-1)
     with pytest.raises(UserError):
         prefix_free_bits(2.5)
+
+
+def test_prefix_free_bits_is_a_kraft_prior():
+    # 2^C strings of C bits each get 2^-L(C): the total mass over every C >= 1 must be <= 1.
+    # Partial sum to 10^6 plus the tail bound sum_{C > N} 1/C^2 < 1/N.
+    c = np.arange(1, 10**6 + 1, dtype=np.float64)
+    pf = np.array([prefix_free_bits(int(x)) for x in c[:4096]])
+    assert np.allclose(2.0 ** (c[:4096] - pf), np.where(c[:4096] % 8 == 0, 1, 0.5) / c[:4096] ** 2)
+    mass = float(np.sum(np.where(c % 8 == 0, 1.0, 0.5) / c**2)) + 1e-6
+    assert mass < 0.85
+    # the papers' C + 2 log2 C alone is not a prior over every bit length (the test has teeth) ...
+    assert float(np.sum(1.0 / c**2)) > 1.6
+    # ... but is one over whole-byte messages, which is what message files are
+    assert float(np.sum(1.0 / (8 * c) ** 2)) < 0.026
 
 
 def test_complexity_parts_sum_and_values():

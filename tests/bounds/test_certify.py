@@ -52,6 +52,38 @@ def test_certify_exact_azuma_value_by_hand():
     json.dumps(cert.to_dict())
 
 
+def test_extra_candidates_are_paid_in_the_union_bound_in_every_mode():
+    m, sx, sc, sq, S = _exact_inputs()
+    kw = dict(vocab_size=V, code_bits=CODE, delta=0.05, alphas=ALPHAS)
+    docs = np.full((50, 2), 1.0)
+    one, many = (certify_exact(m, sx, sc, sq, S, extra_candidates=n, doc_means=docs, **kw)
+                 for n in (1, 1000))
+    for r1, rn in zip(one.candidates, many.candidates):
+        assert rn.k_nats == pytest.approx(r1.k_nats + math.log(1000), rel=1e-13)
+        assert rn.k_parts["grid:candidates"] == pytest.approx(math.log(1000))
+        assert rn.value > r1.value
+    assert many.document.k_nats == pytest.approx(one.document.k_nats + math.log(1000))
+    t1, tn = (certify_topk_exact(m, 0.4 * m, 0.4 * m, 0.1 * m, k=1, extra_candidates=n,
+                                 vocab_size=V, code_bits=CODE)
+              for n in (1, 1000))
+    assert tn.best.k_nats == pytest.approx(t1.best.k_nats + math.log(1000))
+    rng = np.random.default_rng(1)
+    Y = np.stack([np.clip(rng.normal(0.3 * c, 0.05 * c, 500), 0, c)
+                  for c in (smoothing(V, a)[1] for a in ALPHAS)], 1)  # (n, A)
+    s1, s3 = (certify_sampled(Y, m=m, estimator="hoeffding", extra_candidates=n, **kw)
+              for n in (1, 3))
+    assert s3.best.k_nats == pytest.approx(s1.best.k_nats + math.log(3))  # K, besides G
+    with pytest.raises(UserError, match="candidates"):
+        certify_exact(m, sx, extra_candidates=0, **kw)
+
+
+def test_betting_without_squared_deviations():
+    m, sx, sc, sq, S = _exact_inputs()
+    cert = certify_exact(m, sx, sc, None, S, vocab_size=V, code_bits=CODE, alphas=ALPHAS)
+    assert {r.family for r in cert.candidates} == {"azuma", "betting"}
+    assert cert.best.grid_sizes["family"] == 2
+
+
 def test_certify_exact_monotone_in_code_bits_and_delta():
     m, sx, sc, sq, S = _exact_inputs(seed=1)
     kw = dict(vocab_size=V, alphas=ALPHAS)
@@ -68,7 +100,8 @@ def test_certify_exact_rejects_unclipped_input():
 def test_certify_topk_and_documents():
     cert = certify_topk_exact(10_000, 300.0, 320.0, 250.0, k=1, vocab_size=V, code_bits=100)
     az = [r for r in cert.candidates if r.family == "azuma"][0]
-    k = (100 + 2 * math.log2(100)) * math.log(2) + math.log(20) + math.log(3) + math.log(3)
+    # C = 100 is not a whole number of bytes: one bit more than the papers' 100 + 2 log2 100
+    k = (100 + 2 * math.log2(100) + 1) * math.log(2) + math.log(20) + math.log(3) + math.log(3)
     assert az.value == pytest.approx(0.03 + math.sqrt(k / 20_000))
     kl = [r for r in cert.candidates if r.family == "kl"][0]
     assert kl.value < az.value and cert.best.random_guess == pytest.approx(1 - 1 / V)
@@ -95,7 +128,8 @@ def test_certify_sampled_terms_and_g():
     assert az.grid_sizes["sample_candidates"] == g
     c = cs[1]
     assert az.sampling_term == pytest.approx(c * math.sqrt(math.log(g / split["delta_2"]) / (2 * n)))
-    k = (CODE + 2 * math.log2(CODE)) * math.log(2) + math.log(1 / split["delta_1"]) + math.log(8)
+    k = ((CODE + 2 * math.log2(CODE)) * math.log(2) + math.log(1 / split["delta_1"]) + math.log(8)
+         + math.log(3))  # the 3 candidates are paid in K as well as in G
     assert az.k_nats == pytest.approx(k)
     assert az.value == pytest.approx(az.empirical + az.sampling_term + c * math.sqrt(k / (2 * m)))
     bet = certify_sampled(Y, W, m=m, vocab_size=V, code_bits=CODE, alphas=ALPHAS, extra_candidates=3)

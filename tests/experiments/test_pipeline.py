@@ -116,6 +116,16 @@ def test_bound_command_matches_report_and_rejects_other_message(finished, tmp_pa
     other.write_bytes(bytes(data))
     assert main(["bound", str(out / "eval_train"), "--message", str(other)]) == 2
     assert "not the model that was evaluated" in capsys.readouterr().err
+    # --code-bits cannot undercut the message that was scored
+    c = rep["code_bits"]
+    assert main(["bound", str(out / "eval_train"), "--code-bits", str(c - 8)]) == 2
+    assert "pass --message" in capsys.readouterr().err
+    # other candidates compared on these results are paid ln N in K, exact mode included
+    assert main(["bound", str(out / "eval_train"), "--code-bits", str(c), "--candidates", "50",
+                 "--json"]) == 0
+    best50 = json.loads(capsys.readouterr().out)["token"]["best"]
+    assert best50["k_parts"]["grid:candidates"] == pytest.approx(math.log(50))
+    assert best50["value"] > rep["bound_bits_per_token"]
 
 
 def test_recipe_errors_are_one_line(tmp_path):

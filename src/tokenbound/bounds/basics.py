@@ -2,7 +2,8 @@
 
 - `smoothing`: offset `a` and range `c` (bits) of the smoothed loss `-log2 q(x)`,
   `q = (1 - alpha) p + alpha / V`.
-- `prefix_free_bits`: the papers' length-prefix upper bound `C + 2 log2 C` (Kraft prior).
+- `prefix_free_bits`: the length-prefix bound `C + 2 log2 C` (Kraft prior; one more bit when `C`
+  is not a whole number of bytes); `papers_prefix_bits` is the papers' formula alone.
 - `complexity_nats`: `K(h) = (L + E) ln 2 + ln(1/delta_1) + sum ln(grid sizes)`, with its parts.
 - `split_delta`: the confidence budget `delta = delta_1 + delta_2 (+ delta_3)`.
 - `psi`: `psi(lam) = -ln(1 - lam) - lam`, the Fan / empirical-Bernstein function.
@@ -54,13 +55,24 @@ def check_bits(bits: float, name: str) -> int:
     return int(bits)
 
 
-def prefix_free_bits(code_bits: int) -> float:
-    """Prefix-free length `L = C + 2 log2 C` bits of a `C`-bit payload (0 for C = 0) (DESIGN 2.1).
-
-    This is the papers' upper bound on a length-prefixed code; it makes `2^-L` a Kraft prior.
-    """
+def papers_prefix_bits(code_bits: int) -> float:
+    """`C + 2 log2 C` (0 for C = 0): the papers' length-prefix bound, as they compute it."""
     c = check_bits(code_bits, "code bits")
     return 0.0 if c == 0 else c + 2.0 * math.log2(c)
+
+
+def prefix_free_bits(code_bits: int) -> float:
+    """Prefix-free length `L(C)` of a `C`-bit payload, so that `2^-L` is a Kraft prior (DESIGN 2.1).
+
+    `L = C + 2 log2 C` (the papers' bound) when `C` is a whole number of bytes, as for every
+    message file: summed over all byte strings it gives mass `sum_n 1/(8n)^2 = pi^2/384`. For any
+    other `C` (`--code-bits` of a code that is not byte-aligned) it is one bit more, because over
+    all bit lengths `sum_C 2^C 2^-(C + 2 log2 C) = pi^2/6 > 1` would not be a prior; with the bit,
+    both kinds together have mass below `pi^2/384 + pi^2/12 < 1`. `L(0) = 0` (one hypothesis
+    fixed before seeing data).
+    """
+    c = check_bits(code_bits, "code bits")
+    return papers_prefix_bits(c) + (0.0 if c % 8 == 0 else 1.0)
 
 
 def ln_grid(*sizes: int) -> float:
@@ -75,7 +87,7 @@ def complexity_nats(code_bits: int, extra_bits: int, delta_1: float,
                     grid_sizes: dict[str, int]) -> tuple[float, dict[str, float]]:
     """`K = (L(C) + E) ln 2 + ln(1/delta_1) + sum_g ln|g|` in nats, and its parts (DESIGN 2.1).
 
-    `L(C) = C + 2 log2 C` is the prefix-free code length of the `C`-bit payload; `E` extra bits are
+    `L(C)` (`prefix_free_bits`) is the prefix-free code length of the `C`-bit payload; `E` extra bits are
     already self-delimiting (architecture, hyperparameters). Parts: "code", "extra", "delta" and
     one "grid:<name>" per grid searched.
     """

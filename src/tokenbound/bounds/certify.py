@@ -1,10 +1,13 @@
 """High-level certification: per-alpha/center statistics in, best certified bound out (DESIGN 2).
 
 What is paid where (all grids are fixed in advance, `tokenbound.bounds.grids`):
-- Complexity `K = (C + 2 log2 C + E) ln 2 + ln(1/delta_1) + ln|alphas| + ln|centers| + ln|families|
+- Complexity `K = (L(C) + E) ln 2 + ln(1/delta_1) + ln|alphas| + ln|centers| + ln|families|
   + ln|lambda grid of the family|` nats, for every candidate (Azuma pays the center and family
-  terms too: conservative, one rule for all). This makes all candidates hold simultaneously with
-  probability >= 1 - delta_1, so reporting the minimum is valid.
+  terms too: conservative, one rule for all), with `L(C) = C + 2 log2 C` (`prefix_free_bits`).
+  This makes all candidates hold simultaneously with probability >= 1 - delta_1, so reporting
+  the minimum is valid.
+- Candidates compared on the results after seeing them (checkpoints, quantization variants,
+  strides: `extra_candidates`) are paid `ln(extra_candidates)` in K in every mode.
 - Sampled mode additionally pays `ln(G/delta_2)` (mean) and `ln(G/delta_3)` (variance) with
   `G = |alphas| * |centers| * extra_candidates` candidates compared on the same sample.
 - The document-level bound is a separate certificate with its own `delta` (it needs i.i.d.
@@ -71,6 +74,14 @@ def _check_mean(mean: float, hi: float, what: str) -> None:
         raise UserError(f"{what} = {mean!r} lies outside [0, {hi}]: clip X (and centers) to [0, c]")
 
 
+def _candidates(n) -> dict:
+    """Grid entry for `n` candidates compared after seeing data (checkpoints, quantization
+    variants, strides: DESIGN 2.1), paid `ln n` in K; empty for n = 1."""
+    if isinstance(n, bool) or int(n) != n or n < 1:
+        raise UserError(f"the number of candidates must be an integer >= 1, got {n!r}")
+    return {"candidates": int(n)} if n > 1 else {}
+
+
 def _best(cands: list[BoundResult]) -> BoundResult:
     return min(cands, key=lambda r: r.value)
 
@@ -78,7 +89,7 @@ def _best(cands: list[BoundResult]) -> BoundResult:
 def certify_exact(m, sum_x, sum_center=None, sum_sq_dev=None, betting_S=None, *, vocab_size,
                   code_bits, extra_bits=0, delta=0.05, doc_means=None, alphas=grids.ALPHA_GRID,
                   centers=grids.CENTERS, bernstein_lams=grids.BERNSTEIN_LAMBDAS,
-                  betting_lams=grids.BETTING_LAMBDAS) -> Certification:
+                  betting_lams=grids.BETTING_LAMBDAS, extra_candidates=1) -> Certification:
     """Exact mode (every token scored): best token-level bound over alpha x center x family.
 
     Inputs (float64, index A over `alphas`, Ctr over `centers`, Lam over `betting_lams`):
@@ -86,8 +97,9 @@ def certify_exact(m, sum_x, sum_center=None, sum_sq_dev=None, betting_S=None, *,
     `sum_sq_dev[A, Ctr]` = sum_i (X_i - Xhat_i)^2; `betting_S[A, Ctr, Lam]` =
     sum_i ln1p(lam (Xhat_i - X_i)/c). Families: azuma (always), bernstein (with centers and
     squared deviations), betting (with betting_S). `doc_means[N, A]`: per-document means of X
-    for the separate document-level certificate. `delta_1 = delta` (no sampling). See the
-    module docstring for what K contains.
+    for the separate document-level certificate. `delta_1 = delta` (no sampling).
+    `extra_candidates`: other models / strides compared on these results, paid `ln` of it in K.
+    See the module docstring for what K contains.
     """
     m = _check_m(m)
     sum_x = np.asarray(sum_x, dtype=np.float64).reshape(len(alphas))  # (A,)
@@ -95,7 +107,8 @@ def certify_exact(m, sum_x, sum_center=None, sum_sq_dev=None, betting_S=None, *,
     fams += ["betting"] if betting_S is not None and sum_center is not None else []
     common = _Common(delta, split_delta(delta, m), int(code_bits), int(extra_bits), m, None,
                      math.log2(vocab_size), TOKEN_STATEMENT)
-    base = {"alpha": len(alphas), "center": len(centers), "family": len(fams)}
+    base = {"alpha": len(alphas), "center": len(centers), "family": len(fams),
+            **_candidates(extra_candidates)}
     lam_grids = {"azuma": None, "bernstein": bernstein_lams, "betting": betting_lams}
     ks = {f: common.k(_sizes(base, lam_grids[f])) for f in fams}
     cands = []
@@ -110,12 +123,14 @@ def certify_exact(m, sum_x, sum_center=None, sum_sq_dev=None, betting_S=None, *,
                                    grid_sizes=_sizes(base, None)))
         for ic, center in enumerate(centers if len(fams) > 1 else ()):
             cands += _centered(common, fams, ks, base, lam_grids, m, a, c, xbar, alpha, center,
-                               sum_center[ia][ic] / m, sum_sq_dev[ia][ic] / m,
+                               sum_center[ia][ic] / m,
+                               None if sum_sq_dev is None else sum_sq_dev[ia][ic] / m,
                                None if betting_S is None else betting_S[ia][ic])
     doc = None
     if doc_means is not None:
         doc = certify_documents(doc_means, vocab_size=vocab_size, code_bits=code_bits,
-                                extra_bits=extra_bits, delta=delta, alphas=alphas).best
+                                extra_bits=extra_bits, delta=delta, alphas=alphas,
+                                extra_candidates=extra_candidates).best
     return Certification(best=_best(cands), candidates=tuple(cands), document=doc)
 
 
@@ -127,15 +142,16 @@ def _centered(common, fams, ks, base, lam_grids, m, a, c, xbar, alpha, center, c
               var_mean, log_wealth) -> list[BoundResult]:
     """Bernstein (Fan) and betting candidates for one (alpha, center)."""
     _check_mean(center_mean, c, f"mean center at alpha={alpha}")
-    _check_mean(var_mean, c * c, f"mean squared deviation at alpha={alpha}")
     out = []
-    k, parts = ks["bernstein"]
-    term, lam = fan_term(var_mean, c, k, m, lam_grids["bernstein"])
-    out.append(common.result(value=a + xbar + term, empirical=a + xbar, offset=a, rng=c,
-                             sampling=0.0, family="bernstein", alpha=alpha, lam=lam,
-                             center=center, k=k, parts=parts,
-                             grid_sizes=_sizes(base, lam_grids["bernstein"]),
-                             extras={"var_mean": var_mean}))
+    if "bernstein" in fams:
+        _check_mean(var_mean, c * c, f"mean squared deviation at alpha={alpha}")
+        k, parts = ks["bernstein"]
+        term, lam = fan_term(var_mean, c, k, m, lam_grids["bernstein"])
+        out.append(common.result(value=a + xbar + term, empirical=a + xbar, offset=a, rng=c,
+                                 sampling=0.0, family="bernstein", alpha=alpha, lam=lam,
+                                 center=center, k=k, parts=parts,
+                                 grid_sizes=_sizes(base, lam_grids["bernstein"]),
+                                 extras={"var_mean": var_mean}))
     if "betting" in fams:
         k, parts = ks["betting"]
         s = np.asarray(log_wealth, dtype=np.float64)  # (Lam,)
@@ -151,20 +167,21 @@ def _centered(common, fams, ks, base, lam_grids, m, a, c, xbar, alpha, center, c
 def certify_topk_exact(m, errors_sum, center_sum=None, sq_dev_sum=None, *, k, vocab_size,
                        code_bits, extra_bits=0, delta=0.05, k_choices=len(grids.TOPK),
                        bernstein_lams=grids.BERNSTEIN_LAMBDAS,
-                       kl_lams=grids.KL_LAMBDAS) -> Certification:
+                       kl_lams=grids.KL_LAMBDAS, extra_candidates=1) -> Certification:
     """Exact-mode bound on the conditional top-k error rate (range c = 1, offset 0).
 
     `errors_sum` = sum_i 1[x_i not in top-k]; `center_sum` = sum_i (model mass outside its top k);
     `sq_dev_sum` = sum_i (err_i - center_i)^2. Families azuma, bernstein (with a center), kl.
     K pays `ln(k_choices)` (which k of `grids.TOPK` is reported) and `ln|families|` plus each
-    lambda grid. A separate certificate from the loss bound (its own delta).
+    lambda grid (and `ln(extra_candidates)`, as in `certify_exact`). A separate certificate from
+    the loss bound (its own delta).
     """
     m = _check_m(m)
     fams = ["azuma"] + (["bernstein"] if center_sum is not None and sq_dev_sum is not None else [])
     fams.append("kl")
     common = _Common(delta, split_delta(delta, m), int(code_bits), int(extra_bits), m, None,
                      1.0 - k / vocab_size, f"conditional top-{k} error rate on the training contexts")
-    base = {"k": int(k_choices), "family": len(fams)}
+    base = {"k": int(k_choices), "family": len(fams), **_candidates(extra_candidates)}
     err = float(errors_sum) / m
     _check_mean(err, 1.0, "top-k error rate")
     kw = dict(empirical=err, offset=0.0, rng=1.0, sampling=0.0, alpha=None, center=None)
@@ -187,11 +204,12 @@ def certify_topk_exact(m, errors_sum, center_sum=None, sq_dev_sum=None, *, k, vo
 
 
 def certify_documents(doc_means, *, vocab_size, code_bits, extra_bits=0, delta=0.05,
-                      alphas=grids.ALPHA_GRID) -> Certification:
+                      alphas=grids.ALPHA_GRID, extra_candidates=1) -> Certification:
     """Document-level bound (DESIGN 2.3; the SubLoRA paper): Hoeffding over N i.i.d. documents.
 
     `doc_means[N, A]`: each document's mean of X = l - a in [0, c] at each alpha.
-    `E[Y] <= a + mean(Y) + c sqrt(K / (2N))`, `K` paying the code, `ln(1/delta)` and `ln|alphas|`.
+    `E[Y] <= a + mean(Y) + c sqrt(K / (2N))`, `K` paying the code, `ln(1/delta)`, `ln|alphas|`
+    and `ln(extra_candidates)`.
     """
     y = np.asarray(doc_means, dtype=np.float64)  # (N, A)
     if y.ndim != 2 or y.shape[1] != len(alphas) or y.shape[0] < 1:
@@ -199,7 +217,7 @@ def certify_documents(doc_means, *, vocab_size, code_bits, extra_bits=0, delta=0
     n_docs = y.shape[0]
     common = _Common(delta, split_delta(delta, n_docs), int(code_bits), int(extra_bits), n_docs,
                      None, math.log2(vocab_size), DOC_STATEMENT)
-    sizes = {"alpha": len(alphas)}
+    sizes = {"alpha": len(alphas), **_candidates(extra_candidates)}
     k, parts = common.k(sizes)
     cands = []
     for ia, alpha in enumerate(alphas):

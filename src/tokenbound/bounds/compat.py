@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from tokenbound.bounds.basics import LN2, check_bits, check_open_unit, prefix_free_bits
+from tokenbound.bounds.basics import LN2, check_bits, check_open_unit, papers_prefix_bits
 from tokenbound.bounds.result import BoundResult, is_vacuous
 
 
@@ -25,7 +25,7 @@ def paper_bound(mean_bits: float, offset: float, range_c: float, m: int, n: int,
     """
     delta = check_open_unit(delta, "delta")
     extra = check_bits(extra_bits, "extra bits")
-    pf = prefix_free_bits(code_bits)
+    pf = papers_prefix_bits(code_bits)  # exactly the published arithmetic
     d_nats = (pf + extra) * LN2
     r = n / (n + m)
     comp = range_c * math.sqrt((d_nats - math.log(r * delta)) / (2.0 * m))

@@ -44,7 +44,7 @@ class BoundResult:
     delta: float  #: total confidence budget
     delta_split: dict  #: {"delta_1": ..., "delta_2": ..., "delta_3": ...}
     code_bits: int  #: payload bits C
-    prefix_free_bits: float  #: C + 2 log2 C
+    prefix_free_bits: float  #: L(C) = C + 2 log2 C (+1 unless C is whole bytes)
     extra_bits: int  #: self-delimiting extra bits E
     k_nats: float  #: K in nats (all parts summed)
     k_parts: dict  #: name -> nats ("code", "extra", "delta", "grid:<name>")

@@ -13,7 +13,8 @@ both increasing in Xbar and V, so plugging in UCBs is valid. `UCB_X` pays `ln(G 
 `UCB_V` pays `ln(G / delta_3)`, `G = |alphas| * |centers| * extra_candidates` (every candidate
 compared on this sample: alphas, centers, and e.g. checkpoints or quantization variants the
 caller compared, passed as `extra_candidates`). K pays the code, `ln(1/delta_1)`, `ln|alphas|`,
-`ln|centers|`, `ln|families|` and the lambda grid (bernstein). The betting form is not used here.
+`ln|centers|`, `ln|families|`, `ln(extra_candidates)` (DESIGN 2.1: in the union bound as well as
+the sampling terms) and the lambda grid (bernstein). The betting form is not used here.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 
 from tokenbound.bounds import grids
 from tokenbound.bounds.basics import smoothing, split_delta
-from tokenbound.bounds.certify import TOKEN_STATEMENT, _best, _check_m, _Common, _sizes
+from tokenbound.bounds.certify import TOKEN_STATEMENT, _best, _candidates, _check_m, _Common, _sizes
 from tokenbound.bounds.result import Certification
 from tokenbound.bounds.sampling import sample_ucb
 from tokenbound.bounds.token import azuma_term, fan_term
@@ -54,7 +55,8 @@ def certify_sampled(Y, W=None, *, m, vocab_size, code_bits, extra_bits=0, delta=
     g = len(alphas) * len(centers) * int(extra_candidates)
     common = _Common(delta, split_delta(delta, m, n, variance=w is not None), int(code_bits),
                      int(extra_bits), m, n, math.log2(vocab_size), TOKEN_STATEMENT)
-    base = {"alpha": len(alphas), "center": len(centers), "family": len(fams)}
+    base = {"alpha": len(alphas), "center": len(centers), "family": len(fams),
+            **_candidates(extra_candidates)}
     sample_sizes = {"sample_candidates": g}
     cands = []
     for ia, alpha in enumerate(alphas):

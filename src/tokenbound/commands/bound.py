@@ -24,8 +24,9 @@ def add_arguments(parser):
     parser.add_argument("--extra-bits", type=int, default=0,
                         help="bits for choices made after seeing data not covered by the grids")
     parser.add_argument("--candidates", type=int, default=1,
-                        help="sampled mode: other candidates compared on the same sample "
-                             "(checkpoints x quantizations x strides); paid in the sampling terms")
+                        help="other candidates compared on these results (checkpoints x "
+                             "quantizations x strides): ln(N) in the union bound, and in sampled "
+                             "mode in the sampling terms too")
     parser.add_argument("--estimator", choices=["betting", "maurer-pontil", "hoeffding"],
                         default="betting", help="sampled mode: UCB estimator (default betting)")
     parser.add_argument("--delta", type=float, default=0.05, help="failure probability (0.05)")
@@ -49,6 +50,14 @@ def run(args) -> int:
         raise UserError(f"{args.eval_dir}: no eval.json; run `tokenbound evaluate --out "
                         f"{args.eval_dir}` first (or let it finish)")
     code_bits = args.code_bits
+    if code_bits is not None:
+        ev = steps.read_json(Path(args.eval_dir) / "eval.json") or {}
+        model = ev.get("manifest", {}).get("model", {})
+        size = model.get("message_bytes") if isinstance(model, dict) else None
+        if size and code_bits < 8 * size:
+            raise UserError(f"{args.eval_dir} scored a message of {size:,} bytes, so C is at least "
+                            f"{8 * size:,} bits; pass --message {model.get('path', 'FILE')} "
+                            f"instead of --code-bits {code_bits}")
     if args.message:
         p = Path(args.message)
         if not p.is_file():
@@ -87,6 +96,9 @@ def _print(res: dict, code_bits: int) -> None:
             seen[c["family"]] = c
     for f, c in seen.items():
         print(f"  {f:10s} {c['value']:.4f}  (alpha {c['alpha']}, center {c['center']})")
+    if res.get("eval_manifest", {}).get("dtype", "fp32") != "fp32":
+        print(f"  (scored in {res['eval_manifest']['dtype']}: the bound holds for the decoded "
+              f"model with its weights rounded to {res['eval_manifest']['dtype']})")
     if res.get("paper"):
         print(f"  paper      {res['paper']['value']:.4f}  (not a certificate)")
     for k, t in (res.get("topk") or {}).items():

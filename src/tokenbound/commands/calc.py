@@ -12,7 +12,7 @@ HELP = "compute a bound from summary numbers (mean loss, tokens, code bits)"
 
 DESCRIPTION = """Compute a token-level bound from summary numbers (bits per token throughout).
 
-  L = C + 2 log2 C bits (0 if C = 0)      D = (L + E) ln 2 nats      G = --grid-points (default 1)
+  L = C + 2 log2 C bits (+1 unless 8 | C; 0 if C = 0)   D = (L + E) ln 2 nats   G = --grid-points
   c, a from --vocab V --alpha A:  a = -log2(1 - A + A/V),  c = log2(1 + (1 - A) V / A)
   (or given directly by --range c --offset a; --range 1 --offset 0 is a top-k error rate)
 
@@ -47,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--method", choices=METHODS, help="paper (published arithmetic), azuma, or bernstein")
     a("--mean", type=float, help="mean smoothed loss in bits/token, offset included")
     a("--tokens", type=float, metavar="M", help="number of scored training tokens M")
-    a("--code-bits", type=float, metavar="C", help="payload bits C (made prefix-free: C + 2 log2 C)")
+    a("--code-bits", type=float, metavar="C",
+      help="payload bits C (made prefix-free: C + 2 log2 C, one bit more unless C is whole bytes)")
     a("--extra-bits", type=float, metavar="E", help="extra self-delimiting bits E (default 0)")
     a("--samples", type=float, metavar="N", help="sampled tokens/windows n (omit for exact evaluation)")
     a("--vocab", type=float, metavar="V", help="vocabulary size V (with --alpha)")

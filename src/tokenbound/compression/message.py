@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tokenbound.bounds.basics import prefix_free_bits
 from tokenbound.compression.adapters import builder_for, get_builder
 from tokenbound.compression.entropy import decode_symbols, encode_symbols
 from tokenbound.compression.quantize import QuantConfig, QuantizedState, dequantized
@@ -53,11 +54,6 @@ MAX_ELEMENTS = 1 << 34  # sanity cap on the total number of charged values in a 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
           "float64": torch.float64}
 PARTS = ("header", "codebooks", "counts", "payload", "raw")
-
-
-def prefix_free_bits(code_bits: float) -> float:
-    """`C + 2 log2 C`: the papers' upper bound on a prefix-free code for a C-bit message."""
-    return float(code_bits + 2 * math.log2(code_bits)) if code_bits > 1 else float(code_bits)
 
 
 def _dtype_name(t: torch.Tensor) -> str:

@@ -203,7 +203,8 @@ def certify(eval_dir: str | Path, code_bits: int, *, delta: float = 0.05, extra_
     """Bounds of every family from an evaluation directory and the message length C (bits).
 
     Exact mode: `certify_exact` (azuma, bernstein, betting; the certified value is their
-    minimum with ln(#families), ln(#alphas), ln(#centers) and each lambda grid paid), top-k
+    minimum with ln(#families), ln(#alphas), ln(#centers) and each lambda grid paid, and
+    ln(extra_candidates) for other models or strides compared on these results), top-k
     bounds (`certify_topk_exact`, k in TOPK, each its own certificate at `delta`), the
     document-level bound, and the paper's arithmetic (not a certificate; it needs a sample,
     so it is only computed in sampled mode). Sampled mode: `certify_sampled`.
@@ -216,7 +217,9 @@ def certify(eval_dir: str | Path, code_bits: int, *, delta: float = 0.05, extra_
     V = int(stats.meta["vocab_size"])
     alphas = tuple(stats.meta["alphas"])
     ks = tuple(stats.meta["topk"])
-    common = dict(vocab_size=V, code_bits=int(code_bits), extra_bits=int(extra_bits), delta=delta)
+    grids = dict(alphas=alphas, centers=tuple(stats.meta["centers"]))  # as evaluated, not today's
+    common = dict(vocab_size=V, code_bits=int(code_bits), extra_bits=int(extra_bits), delta=delta,
+                  extra_candidates=extra_candidates)
     out: dict = {"mode": man["mode"], "vocab_size": V, "alphas": list(alphas), "topk": list(ks),
                  "eval_manifest": man}
     if man["mode"] == "exact":
@@ -224,7 +227,8 @@ def certify(eval_dir: str | Path, code_bits: int, *, delta: float = 0.05, extra_
         m = int(tot["n_tokens"])
         doc_means = stats.doc_sum_x / stats.doc_n[:, None] if stats.doc_n is not None else None
         cert = B.certify_exact(m, tot["sum_x"], tot["sum_center"], tot["sum_dev2"], stats.betting,
-                               doc_means=doc_means, **common)
+                               doc_means=doc_means, betting_lams=tuple(stats.meta["betting_lambdas"]),
+                               **grids, **common)
         out["token"] = cert.to_dict()
         out["topk"] = {}
         for j, k in enumerate(ks):
@@ -236,8 +240,7 @@ def certify(eval_dir: str | Path, code_bits: int, *, delta: float = 0.05, extra_
     else:
         s = stats.sample_arrays()
         m = int(man["n_tokens"])
-        cert = B.certify_sampled(s["Y"], s["W"], m=m, estimator=estimator,
-                                 extra_candidates=extra_candidates, **common)
+        cert = B.certify_sampled(s["Y"], s["W"], m=m, estimator=estimator, **grids, **common)
         out["token"] = cert.to_dict()
         out["paper"] = _paper_from_sample(s, stats, m, common)
         out["m"], out["n"] = m, int(s["Y"].shape[0])
