@@ -89,6 +89,22 @@ def test_kill_and_rerun_identical(tmp_path, bigram_source, mode):
     assert (tmp_path / "b" / "stats.npz").exists()
 
 
+def test_resume_with_other_settings_is_recorded(tmp_path, bigram_source):
+    st = make_stream(LENS)
+    kw = dict(context_len=8, stride=4, shard_tokens=16)
+    full = evaluate(bigram_source, st, str(tmp_path / "a"), EvalConfig(batch_size=2, **kw))
+    assert full["numerics"] == [{"settings": {"device": "cpu", "batch_size": 2, "stats": "auto",
+                                              "vocab_chunk": None, "compile": False},
+                                 "shards": full["n_shards"]}]
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(ModelSource(Killer(7), V, None, bigram_source.ident), st, str(tmp_path / "b"),
+                 EvalConfig(batch_size=2, **kw))
+    done = len(os.listdir(tmp_path / "b" / "shards"))
+    res = evaluate(bigram_source, st, str(tmp_path / "b"), EvalConfig(batch_size=3, **kw))
+    assert [(d["settings"]["batch_size"], d["shards"]) for d in res["numerics"]] == \
+        [(2, done), (3, full["n_shards"] - done)]
+
+
 def test_mismatched_out_dir_and_bad_inputs(tmp_path, bigram_source):
     st = make_stream(LENS)
     evaluate(bigram_source, st, str(tmp_path), EvalConfig(context_len=8))

@@ -103,6 +103,17 @@ def test_predictability_bitwise_own_gpt():
         assert _predictable(model, 8, 8, 3) and _predictable(model, 1, 8, 8)
 
 
+def test_predictability_bitwise_wider_own_gpt():
+    # d_model 64, L 32: wide enough that the CPU kernels block a length-20 and a length-32
+    # input differently; this failed (last-bit logit differences) when windows ran at their own
+    # length, before every forward pass got the shape (batch_size, L)
+    from tokenbound.models import GPTConfig, build_model
+
+    model = build_model(GPTConfig(vocab_size=V, context_len=32, n_layer=2, n_head=2,
+                                  d_model=64, seed=1)).eval()
+    assert _predictable(model, 1, 32, 5) and _predictable(model, 8, 32, 32)
+
+
 def test_predictability_test_has_teeth(gpt2_source):
     def peeking(idx):  # adds a function of the whole window (future tokens included)
         peek = idx.float().mean(dim=1)[:, None, None] * torch.arange(V)[None, None, :]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tokenbound.errors import UserError
-from tokenbound.evaluation.windows import make_windows, scoring_window, window_inputs
+from tokenbound.evaluation.windows import make_windows, padded_inputs, scoring_window, window_inputs
 
 
 def test_docstring_example_gold():
@@ -23,6 +23,12 @@ def test_docstring_example_gold():
     inp, tgt = window_inputs(tokens, [0, 7, 10], 7, w, np.array([2, 3]))
     assert inp.tolist() == [[103, 104, 105], [7, 107, 108]]
     assert tgt.tolist() == [[104, 105, 106], [107, 108, 109]]
+    # every window at the full length L = 4, right-padded with pad id 0, in any order
+    inp, tgt = padded_inputs(tokens, [0, 7, 10], 7, w, np.array([3, 0, 2, 1]), 0)
+    assert inp.tolist() == [[7, 107, 108, 0], [7, 100, 101, 102], [103, 104, 105, 0],
+                            [101, 102, 103, 104]]
+    assert tgt.tolist() == [[107, 108, 109, 0], [100, 101, 102, 103], [104, 105, 106, 0],
+                            [102, 103, 104, 105]]
 
 
 def test_block_and_sliding_gold():

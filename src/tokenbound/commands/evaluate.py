@@ -42,7 +42,9 @@ def add_arguments(parser) -> None:
       help="windows per forward pass, or auto: the largest that fits in CUDA memory")
     a("--device", default=None, help="cpu or cuda (default: cuda if available)")
     a("--dtype", choices=("fp32", "bf16"), default="fp32",
-      help="model weights dtype (the log-softmax is always fp32)")
+      help="model weights dtype (the log-softmax is always fp32). bf16 rounds the decoded "
+           "weights, so the certificate is for that rounded model: fix the dtype before "
+           "scoring, or pay for trying both (bound --candidates 2)")
     a("--shard-tokens", type=int, default=65536, metavar="N",
       help="input tokens per shard (resume granularity)")
     a("--vocab-chunk", type=int, default=None, metavar="N",

@@ -201,7 +201,10 @@ def evaluate(model: ModelSource, stream, out_dir: str, cfg: EvalConfig, *,
     """Score `stream` with `model` into OUT (resumable); returns the eval.json dict.
 
     Finished shards in OUT/shards are reused (never rescored); the merged result is identical
-    to an uninterrupted run. Raises UserError for a mismatched OUT, vocabulary or context.
+    to an uninterrupted run with the same numerical settings (device, batch size, statistics
+    path, compile), which each shard records: eval.json's `numerics` lists the settings used
+    and how many shards each scored. Raises UserError for a mismatched OUT, vocabulary or
+    context.
     """
     if model.max_context is not None and cfg.context_len > model.max_context:
         raise UserError(f"--context {cfg.context_len} exceeds the model's maximum context "
@@ -221,6 +224,8 @@ def evaluate(model: ModelSource, stream, out_dir: str, cfg: EvalConfig, *,
              f"{n_todo:,}")
     fn, batch = _runtime(model, cfg, len(idx) if todo else 0)
     bar = _bar(n_todo, progress and rank == 0)
+    numerics = {"device": str(cfg.device), "batch_size": batch, "stats": cfg.stats,
+                "vocab_chunk": cfg.vocab_chunk, "compile": bool(cfg.compile)}
     t0 = time.perf_counter()
     for i in todo:
         ws = score_windows(fn, stream.tokens, stream.doc_offsets, stream.start_id,
@@ -229,6 +234,7 @@ def evaluate(model: ModelSource, stream, out_dir: str, cfg: EvalConfig, *,
                            vocab_chunk=cfg.vocab_chunk, on_batch=bar.update if bar else None,
                            stats=cfg.stats)
         ws.meta["shard"] = i
+        ws.meta["numerics"] = numerics
         ws.save(shard_path(out_dir, i))
     seconds = time.perf_counter() - t0
     if bar:
@@ -259,7 +265,9 @@ def _runtime(model: ModelSource, cfg: EvalConfig, n_windows: int):
         if str(cfg.device).startswith("cuda") and n_windows > 0:
             probe = scoring_probe(model.fn, cfg.context_len, cfg.device, cfg.stats,
                                   cfg.vocab_chunk)
-            batch = auto_batch_size(probe, max_batch=min(n_windows, 4096))
+            # capped by the shard (a setting), not by the data's window count, so the forward
+            # shape and hence every token's numerics are fixed before the data is seen
+            batch = auto_batch_size(probe, max_batch=min(cfg.shard_windows, 4096))
     return (compile_fn(model.fn) if cfg.compile else model.fn), int(batch)
 
 
@@ -289,8 +297,16 @@ def _merge_and_write(out_dir, manifest, n_shards, draws, timing, config) -> Wind
     missing = [i for i in range(n_shards) if not os.path.exists(shard_path(out_dir, i))]
     if missing:
         raise RuntimeError(f"{len(missing)} shards missing after scoring (first: {missing[0]})")
-    stats = WindowStats.merge_all([WindowStats.load(shard_path(out_dir, i))
-                                   for i in range(n_shards)])
+    parts = [WindowStats.load(shard_path(out_dir, i)) for i in range(n_shards)]
+    numerics: list[dict] = []  # distinct settings, each with its shard count
+    for ws in parts:
+        num = ws.meta.pop("numerics", None)
+        hit = next((d for d in numerics if d["settings"] == num), None)
+        if hit is None:
+            numerics.append({"settings": num, "shards": 1})
+        else:
+            hit["shards"] += 1
+    stats = WindowStats.merge_all(parts)
     stats.meta.pop("shard", None)
     stats.draws = draws
     stats.save(os.path.join(out_dir, "stats.npz"))
@@ -300,6 +316,7 @@ def _merge_and_write(out_dir, manifest, n_shards, draws, timing, config) -> Wind
                          for k, v in tot.items()},
               "totals_note": "sums over the distinct scored windows (each counted once)",
               "a": stats.meta["a"], "c": stats.meta["c"], "n_shards": n_shards,
+              "numerics": numerics,
               "stats_file": "stats.npz"}
     if draws is not None:
         arr = stats.sample_arrays()

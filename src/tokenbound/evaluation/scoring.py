@@ -1,9 +1,13 @@
 """Score evaluation windows with any causal LM callable `(B, T) int64 -> (B, T, V) logits`.
 
-Windows are batched only with windows of the SAME input length (sorted by length, no padding),
-so every logits row is exactly what the model gives for that window alone, up to the model's
-own batch-size numerics. The model runs under `torch.inference_mode()`; per-token statistics
-use an fp32 log-softmax whatever the model dtype (`token_stats`), float64 sums.
+Every forward pass has the same shape `(batch_size, L)`: windows shorter than `L` (a
+document's last window, short documents) are right-padded, and the last batch is filled up with
+copies of its first window, whose outputs are discarded. Kernels choose their blocking by shape,
+so a window run at another length or batch size can round differently in the last bits; with
+one shape, each token's statistics are a function of its own context only, bitwise, whatever
+the document's length and the batch composition (DESIGN 3 and 7.1). The model runs under
+`torch.inference_mode()`; per-token statistics use an fp32 log-softmax whatever the model dtype
+(`token_stats`), float64 sums.
 """
 
 from __future__ import annotations
@@ -20,26 +24,27 @@ from tokenbound.bounds.grids import ALPHA_GRID, TOPK
 from tokenbound.evaluation.fused import stats_fn
 from tokenbound.evaluation.stats import WindowStats, betting_sums
 from tokenbound.evaluation.token_stats import TokenStats
-from tokenbound.evaluation.windows import Windows, window_inputs
+from tokenbound.evaluation.windows import Windows, padded_inputs
 
 log = logging.getLogger(__name__)
 
 ModelFn = Callable[[torch.Tensor], torch.Tensor]
 
 
-def length_batches(windows: Windows, idx: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """Split window indices `idx` into batches of equal input length, deterministic order.
+def fixed_batches(idx: np.ndarray, batch_size: int) -> list[tuple[np.ndarray, int]]:
+    """Split window indices `idx` (in order) into batches of exactly `batch_size` windows.
 
-    Sorted by (input length descending, window index); each batch holds <= batch_size windows.
+    Returns `(batch, n_real)` pairs: the last batch is filled up to `batch_size` with copies of
+    its first window, and only its first `n_real` windows are scored.
     """
     idx = np.asarray(idx, dtype=np.int64)
-    order = np.lexsort((idx, -windows.input_len[idx]))
-    idx = idx[order]
-    lens = windows.input_len[idx]
-    cuts = np.flatnonzero(np.diff(lens)) + 1
     out = []
-    for group in np.split(idx, cuts):
-        out.extend(group[i:i + batch_size] for i in range(0, group.size, batch_size))
+    for i in range(0, idx.size, batch_size):
+        b = idx[i:i + batch_size]
+        n_real = b.size
+        if n_real < batch_size:
+            b = np.concatenate([b, np.full(batch_size - n_real, b[0], dtype=np.int64)])
+        out.append((b, n_real))
     return out
 
 
@@ -71,7 +76,8 @@ def _flush_denormals(on: bool):
     subnormal float32 values is ~10x slower on x86 and made the statistics cost more than the
     forward pass. Flushing changes probabilities by less than 1.2e-38 each (the centers by far
     less than their float32 rounding); the target's loss comes from the log-softmax in log space
-    and is unaffected. The previous mode (off by default) is restored afterwards.
+    and is unaffected. Flushing is switched off again afterwards (torch's default; torch offers
+    no way to read the current mode, so a caller that had turned it on finds it off).
     """
     if not on:
         yield
@@ -98,19 +104,19 @@ def score_tokens(model_fn: ModelFn, tokens: np.ndarray, doc_offsets: np.ndarray,
     idx = np.unique(np.asarray(idx, dtype=np.int64))
     if idx.size == 0:
         raise ValueError("score_tokens needs at least one window")
-    parts: dict[int, TokenStats] = {}
-    for b in length_batches(windows, idx, batch_size):
-        inputs, targets = window_inputs(tokens, doc_offsets, start_id, windows, b)
+    parts = []
+    for b, n_real in fixed_batches(idx, batch_size):
+        inputs, targets = padded_inputs(tokens, doc_offsets, start_id, windows, b, start_id)
+        b = b[:n_real]
         ts = _forward_scored(model_fn, inputs, targets, windows.score_offset[b],
                              windows.n_scored[b], device, vocab_chunk, vocab_size, stats)
-        starts = np.concatenate([[0], np.cumsum(windows.n_scored[b])])
-        if ts.x.shape[0] != starts[-1]:
+        n_tok = int(windows.n_scored[b].sum())
+        if ts.x.shape[0] != n_tok:
             raise RuntimeError("scored token count mismatch")
-        for w, s0, s1 in zip(b, starts[:-1], starts[1:]):
-            parts[int(w)] = _slice(ts, s0, s1)
+        parts.append(ts)
         if on_batch is not None:
-            on_batch(int(starts[-1]))
-    return TokenStats.concat([parts[int(w)] for w in idx])
+            on_batch(n_tok)
+    return TokenStats.concat(parts)
 
 
 def score_windows(model_fn: ModelFn, tokens: np.ndarray, doc_offsets: np.ndarray,
@@ -136,11 +142,6 @@ def score_windows(model_fn: ModelFn, tokens: np.ndarray, doc_offsets: np.ndarray
         ws.betting, ws.topk_betting = betting_sums(ts, meta)
         _add_doc_sums(ws, ts, windows.doc[idx], windows.n_scored[idx])
     return ws
-
-
-def _slice(ts: TokenStats, s0: int, s1: int) -> TokenStats:
-    return TokenStats(ts.logp[s0:s1], ts.x[s0:s1], ts.center[s0:s1], ts.topk_err[s0:s1],
-                      ts.topk_center[s0:s1])
 
 
 def _add_doc_sums(ws: WindowStats, ts: TokenStats, doc: np.ndarray,

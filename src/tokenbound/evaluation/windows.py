@@ -166,3 +166,34 @@ def window_inputs(tokens: np.ndarray, doc_offsets: np.ndarray, start_id: int, wi
     safe_start = np.maximum(windows.input_start[idx], 0)
     inputs[:, 0] = np.where(first_is_start, start_id, np.asarray(tokens[safe_start], np.int64))
     return inputs, targets
+
+
+def padded_inputs(tokens: np.ndarray, doc_offsets: np.ndarray, start_id: int, windows: Windows,
+                  idx: np.ndarray, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs and targets of windows `idx` of any lengths, right-padded to `L` with `pad_id`.
+
+    Row b equals `window_inputs` of window `idx[b]` in its first `input_len` columns; the rest is
+    `pad_id` (inputs and targets). A causal model's outputs at the real positions see no padding,
+    and every forward pass has the same shape `(B, L)`, so a token's logits never depend on
+    where its document ends (DESIGN 3, 7.1: shape-dependent kernels round differently).
+
+    Returns:
+        inputs, targets: int64 (B, L).
+    """
+    idx = np.asarray(idx, dtype=np.int64)
+    L = int(windows.context_len)
+    off = np.asarray(doc_offsets, dtype=np.int64)
+    n = windows.input_len[idx]  # (B,)
+    tgt0 = np.where(windows.input_start[idx] < 0, off[windows.doc[idx]],
+                    windows.input_start[idx] + 1)  # (B,)
+    t = np.arange(L, dtype=np.int64)[None, :]  # (1, L)
+    real = t < n[:, None]  # (B, L)
+    pos = np.where(real, tgt0[:, None] + t, 0)  # (B, L)
+    targets = np.where(real, np.asarray(tokens[pos.ravel()], dtype=np.int64).reshape(pos.shape),
+                       pad_id)  # (B, L)
+    inputs = np.full_like(targets, pad_id)  # (B, L): inputs[t] = target[t - 1], first = aug[u]
+    inputs[:, 1:] = np.where(real[:, 1:], targets[:, :-1], pad_id)
+    first_is_start = windows.input_start[idx] < 0
+    safe_start = np.maximum(windows.input_start[idx], 0)
+    inputs[:, 0] = np.where(first_is_start, start_id, np.asarray(tokens[safe_start], np.int64))
+    return inputs, targets
