@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from tokenbound.errors import UserError
@@ -62,6 +63,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         mod.add_arguments(p)
+        # also accepted after the subcommand; SUPPRESS keeps a -v given before it
+        p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                       help="log progress details")
         p.set_defaults(_run=mod.run)
     return parser
 
@@ -84,6 +88,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tokenbound {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"tokenbound {args.command}: interrupted; rerun the same command to resume",
-              file=sys.stderr)
+        print(f"\ntokenbound {args.command}: interrupted; rerun the same command to resume",
+              file=sys.stderr)  # the newline ends a progress bar's line
         return 130
+    except BrokenPipeError:  # output piped into `head` etc.: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
+        return 0
+    except OSError as exc:  # a path that is a directory, under a file, not writable, ...
+        what = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
+        print(f"tokenbound {args.command}: error: {what}; check the path (an --out that "
+              f"exists as the wrong kind, a missing or read-only directory)", file=sys.stderr)
+        return 2

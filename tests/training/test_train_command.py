@@ -22,6 +22,13 @@ def test_train_rerun_and_refusal(tmp_path, capsys):
     assert main(["train", "--data", data, "--out", run, *TINY]) == 0
     assert "already complete" in capsys.readouterr().out
 
+    # the same run under another spelling of its data path and device: still the same run
+    import os
+
+    os.chdir(tmp_path)
+    assert main(["train", "--data", "./data/", "--out", run, *TINY, "--device", "cpu"]) == 0
+    assert "already complete" in capsys.readouterr().out
+
     assert main(["train", "--data", data, "--out", run, *TINY, "--lr", "0.01"]) == 2
     err = capsys.readouterr().err
     assert "different configuration (lr)" in err and "--force" in err and "\n" == err[-1]
@@ -37,6 +44,19 @@ def test_user_errors_exit_2(tmp_path, capsys):
     assert "--seq-len" in capsys.readouterr().err
     assert main(["train", "--data", data, "--out", run, *TINY, "--batch-size", "0"]) == 2
     assert "--batch-size" in capsys.readouterr().err
+
+
+def test_cuda_without_a_gpu_is_a_user_error_that_writes_nothing(tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    data = write_toy_data(tmp_path / "data")
+    run = tmp_path / "run"
+    assert main(["train", "--data", data, "--out", str(run), *TINY, "--device", "cuda"]) == 2
+    assert "no CUDA GPU" in capsys.readouterr().err
+    assert not (run / "config.json").exists()  # so the corrected command is not refused
+    assert main(["train", "--data", data, "--out", str(run), *TINY, "--device", "gpu0"]) == 2
+    assert "got 'gpu0'" in capsys.readouterr().err
 
 
 def test_model_seed_and_data_seed_are_separate_flags(tmp_path):

@@ -65,12 +65,14 @@ def build_config(args):
     """`TrainConfig` from parsed flags; the model's vocab_size defaults to the data's."""
     from tokenbound.models import GPTConfig, config_from_args
     from tokenbound.training import TrainConfig
+    from pathlib import Path
+
     from tokenbound.training.run import open_data
 
     train_stream, _ = open_data(args.data)
     model = config_from_args(args, base=GPTConfig(vocab_size=train_stream.vocab_size))
     return TrainConfig(
-        data=args.data, out=args.out, model=model, steps=args.steps,
+        data=str(Path(args.data).resolve()), out=args.out, model=model, steps=args.steps,
         batch_size=args.batch_size, context_len=args.seq_len, lr=args.lr,
         warmup_frac=args.warmup_frac, min_lr_ratio=args.min_lr_ratio,
         weight_decay=args.weight_decay, betas=tuple(args.betas), grad_clip=args.grad_clip,

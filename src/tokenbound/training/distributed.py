@@ -26,12 +26,26 @@ def dist_info() -> tuple[int, int]:
 
 
 def resolve_device(name: str, world: int) -> torch.device:
-    """`auto` -> cuda (this rank's local GPU under DDP) if available, else cpu."""
+    """`auto` -> cuda (this rank's local GPU under DDP) if available, else cpu.
+
+    UserError for cuda on a machine without a usable GPU."""
+    from tokenbound.errors import UserError
+
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and world > 1:
         name = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-    return torch.device(name)
+    dev = torch.device(name)  # the name was checked by TrainConfig
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: no CUDA GPU is usable here; use --device cpu (or auto)")
+    return dev
+
+
+def device_kind(name: str) -> str:
+    """The device type `name` means on this machine ("auto" resolved; "cuda:1" -> "cuda")."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(name).split(":", 1)[0]
 
 
 def barrier(world: int) -> None:

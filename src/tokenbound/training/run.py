@@ -19,8 +19,9 @@ from tokenbound.errors import UserError
 CONFIG = "config.json"
 MODEL = "model.safetensors"
 SUMMARY = "train.json"
-# keys of config.json that do not have to match for a rerun to resume the same run
-_NOT_COMPARED = ("out", "provenance")
+# keys of config.json that do not have to match for a rerun to resume the same run ("data" is
+# a path: the data itself is compared by its sha256; "device" is compared by what it means)
+_NOT_COMPARED = ("out", "provenance", "data", "device")
 
 
 def models_api():
@@ -63,9 +64,13 @@ def check_run_dir(run_dir: Path, resolved: dict, force: bool) -> None:
     path = Path(run_dir) / CONFIG
     if force or not path.exists():
         return
+    from tokenbound.training.distributed import device_kind
+
     old = json.loads(path.read_text())
     diff = sorted(k for k in set(old) | set(resolved)
                   if k not in _NOT_COMPARED and old.get(k) != resolved.get(k))
+    if device_kind(old.get("device", "auto")) != device_kind(resolved.get("device", "auto")):
+        diff.append("device")
     if diff:
         raise UserError(f"--out {run_dir} holds a run with a different configuration "
                         f"({', '.join(diff)}); use a new --out, or --force to overwrite it")
