@@ -48,3 +48,19 @@ def test_compress_user_errors(run_dir, tmp_path, capsys):
     assert main(["compress", str(tmp_path / "nope"), "--levels", "3", "--out", "x"]) == 2
     err = capsys.readouterr().err
     assert "--levels" in err and "traceback" not in err.lower()
+    x = str(tmp_path / "x")
+    cases = [  # (arguments, words the one-line error must contain)
+        ([str(run_dir), "--levels", "0", "--out", x], "must be >= 1"),
+        ([str(run_dir), "--levels", "5", "--out", x, "--qat-steps", "2", "--qat-lr", "-1"],
+         "--qat-lr"),
+        ([str(run_dir), "--levels", "5", "--out", x, "--method", "uniform", "--kmeans"],
+         "conflicts"),
+        (["--gguf", __file__], "not a GGUF file"),
+        (["--hf", str(run_dir), "--levels", "5", "--out", x], "tokenbound training run"),
+        (["--hf", str(tmp_path), "--levels", "5", "--out", x], "not a Hugging Face model"),
+    ]
+    for argv, words in cases:
+        assert main(["compress", *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert words in err and err.count("\n") == 1, (argv, err)
+    assert not (tmp_path / "x").exists()

@@ -83,3 +83,20 @@ def test_model_info_cli(capsys):
     assert main(["model-info", "--d-model", "100", "--n-head", "3"]) == 2
     err = capsys.readouterr().err
     assert "d_model" in err and "Traceback" not in err
+    assert main(["model-info", "--init-std", "-1"]) == 2
+    assert "init_std" in capsys.readouterr().err
+    # a 20-billion-parameter shape is counted without allocating it (built on the meta device)
+    assert main(["model-info", "--json", "--n-layer", "100", "--d-model", "4096", "--n-head",
+                 "32", "--vocab-size", "50000"]) == 0
+    big = json.loads(capsys.readouterr().out)["counts"]
+    assert big["trained"] == 50000 * 4096 + 256 * 4096 + 100 * 12 * 4096**2  # tied head
+
+
+@pytest.mark.parametrize("linear", ["dense", "lora", "kronecker", "monarch"])
+def test_meta_build_counts_like_the_real_one(linear):
+    from tokenbound.models import GPTConfig, build_model
+    from tokenbound.models.counts import param_counts
+
+    cfg = GPTConfig(vocab_size=64, n_layer=2, d_model=32, n_head=2, monarch_blocks=4,
+                    linear={"attn": linear, "mlp": linear})
+    assert param_counts(build_model(cfg, device="meta")) == param_counts(build_model(cfg))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from tokenbound.errors import UserError
 
@@ -30,7 +31,7 @@ def add_arguments(parser):
     parser.add_argument("--gguf", metavar="PATH", help="report the code length of a GGUF file")
     parser.add_argument("--hf", metavar="DIR", help="quantize a local Hugging Face causal LM")
     parser.add_argument("--levels", type=int, help="codebook size L (e.g. 11)")
-    parser.add_argument("--method", choices=sorted(QUANTIZERS), default="uniform",
+    parser.add_argument("--method", choices=sorted(QUANTIZERS), default=None,
                         help="quantization scheme (default uniform)")
     parser.add_argument("--kmeans", action="store_true", help="same as --method kmeans")
     parser.add_argument("--grouping", choices=["model", "tensor"], default="model",
@@ -56,10 +57,16 @@ def run(args) -> int:
         raise UserError("give exactly one of RUN, --gguf PATH or --hf DIR")
     if args.gguf:
         return _show(_gguf_report(args.gguf, progress=not args.json), args.json)
-    if not args.levels or not args.out:
+    if args.levels is None or not args.out:
         raise UserError("--levels L and --out FILE are required (e.g. --levels 11 --out m.tbq)")
+    if args.levels < 1:
+        raise UserError(f"--levels must be >= 1 (codebook size), got {args.levels}")
     if args.qat_steps < 0 or args.batch_size < 1 or args.eval_batches < 0:
         raise UserError("--qat-steps and --eval-batches must be >= 0, --batch-size >= 1")
+    if args.qat_steps and not args.qat_lr > 0:
+        raise UserError(f"--qat-lr must be > 0, got {args.qat_lr}")
+    if args.kmeans and args.method not in (None, "kmeans"):
+        raise UserError(f"--kmeans conflicts with --method {args.method}; give one of them")
     report = _hf_report(args) if args.hf else _run_report(args)
     return _show(report, args.json)
 
@@ -67,7 +74,8 @@ def run(args) -> int:
 def _qcfg(args):
     from tokenbound.compression import QuantConfig
 
-    return QuantConfig(levels=args.levels, method="kmeans" if args.kmeans else args.method,
+    return QuantConfig(levels=args.levels,
+                       method="kmeans" if args.kmeans else (args.method or "uniform"),
                        grouping=args.grouping, exclude=tuple(args.exclude))
 
 
@@ -94,7 +102,23 @@ def _hf_report(args) -> dict:
 
     if args.qat_steps:
         raise UserError("--qat-steps is for tokenbound runs; drop it with --hf")
+    d = Path(args.hf)
+    hf_config = _json_or_empty(d / "config.json")
+    if (d / "train.json").is_file() or "model" in hf_config and "model_type" not in hf_config:
+        raise UserError(f"--hf {d} is a tokenbound training run; pass it as RUN: "
+                        f"tokenbound compress {d} --levels {args.levels} --out {args.out}")
+    if "model_type" not in hf_config:
+        raise UserError(f"--hf {d}: not a Hugging Face model directory (a config.json with "
+                        "model_type and the weights)")
     return compress_hf(args.hf, args.out, _qcfg(args))
+
+
+def _json_or_empty(path: Path) -> dict:
+    try:
+        out = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return out if isinstance(out, dict) else {}
 
 
 def _show(report: dict, as_json: bool) -> int:

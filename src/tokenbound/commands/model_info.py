@@ -27,7 +27,9 @@ def run(args) -> int:
     from tokenbound.models.counts import param_counts
 
     cfg = config_from_args(args)
-    counts = param_counts(build_model(cfg))
+    # shapes only (any size is counted without allocating it), except for a subspace model,
+    # whose wrapper needs the base weights
+    counts = param_counts(build_model(cfg, device="cpu" if cfg.subspace_dim else "meta"))
     if args.json:
         print(json.dumps({"config": cfg.to_dict(), "counts": counts}, indent=2))
         return 0

@@ -88,7 +88,11 @@ def gguf_code_length(path, tensors=None, progress: bool = False) -> dict:
 
     if not os.path.isfile(path):
         raise UserError(f"--gguf {path}: no such file")
-    return code_length_of_reader(GGUFReader(str(path)), path, tensors, progress)
+    try:
+        reader = GGUFReader(str(path))
+    except (ValueError, OSError, IndexError) as exc:  # what gguf raises on a non-GGUF file
+        raise UserError(f"--gguf {path}: not a GGUF file ({exc})") from None
+    return code_length_of_reader(reader, path, tensors, progress)
 
 
 def code_length_of_reader(reader, path, tensors=None, progress: bool = False) -> dict:

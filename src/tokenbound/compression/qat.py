@@ -17,6 +17,8 @@ message stores and what is evaluated.
 
 from __future__ import annotations
 
+import math
+
 import logging
 
 import numpy as np
@@ -63,13 +65,14 @@ QAT_OPTIMIZERS = ("sgd", "adam")
 
 def qat_finetune(model, qstate: QuantizedState, batches, steps: int, lr: float,
                  momentum: float = 0.9, ignore_index: int = -100,
-                 optimizer: str = "sgd") -> QuantizedState:
+                 optimizer: str = "sgd", progress: bool | None = None) -> QuantizedState:
     """Fine-tune latents and centroids for `steps` batches `(x, y[, doc_ids])` (B, T) int64.
 
     Loss: mean next-token cross entropy of `model(x, doc_ids=doc_ids)` (B, T, V) against `y`
     (targets equal to `ignore_index` skipped; `doc_ids` passed only when the batch has them,
     as `tokenbound.training.batch_iterator` yields). `optimizer`: "sgd" (momentum `momentum`)
-    or "adam" (torch defaults besides `lr`). Returns the new
+    or "adam" (torch defaults besides `lr`). `progress`: a progress bar (None: only when
+    stderr is a terminal). Returns the new
     QuantizedState (float16 centroids, nearest-centroid symbols); the model's weights are set
     to it in place.
     """
@@ -92,6 +95,10 @@ def qat_finetune(model, qstate: QuantizedState, batches, steps: int, lr: float,
     fixed = {pnames[n]: t.detach() for n, t in state.items() if n in set(qstate.raw_names)}
     model.train()
     it = iter(batches)
+    from tqdm import tqdm
+
+    bar = tqdm(total=steps, desc="qat", unit="step", disable=None if progress is None
+               else not progress)
     for step in range(steps):
         batch = [t.to(device) for t in next(it)]
         x, y = batch[:2]
@@ -105,6 +112,9 @@ def qat_finetune(model, qstate: QuantizedState, batches, steps: int, lr: float,
         loss.backward()
         opt.step()
         log.info("qat step %d/%d loss %.4f nats", step + 1, steps, loss.item())
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item() / math.log(2):.3f}b")
+    bar.close()
     model.eval()
     return _finalize(model, builder, qstate, latents, centroids)
 

@@ -16,11 +16,17 @@ from tokenbound.models.config import GPTConfig
 from tokenbound.models.gpt import GPT
 
 
-def build_model(cfg: GPTConfig) -> nn.Module:
-    """A `GPT` (or a `SubspaceGPT` wrapping one when `cfg.subspace_dim` is set), on the CPU."""
+def build_model(cfg: GPTConfig, device: str = "cpu") -> nn.Module:
+    """A `GPT` (or a `SubspaceGPT` wrapping one when `cfg.subspace_dim` is set), on the CPU.
+
+    `device="meta"` builds shapes only (no memory, no values: for counting parameters); the
+    subspace wrapper needs real base weights, so it is refused there.
+    """
+    if device != "cpu" and cfg.subspace_dim:
+        raise ValueError("a subspace model can only be built on the cpu")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        with torch.device("cpu"):
+        with torch.device(device):
             base = GPT(cfg.replace(subspace_dim=None) if cfg.subspace_dim else cfg)
     if cfg.subspace_dim is None:
         return base

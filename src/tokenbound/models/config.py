@@ -86,6 +86,8 @@ class GPTConfig:
         if self.position == "rope" and self.head_dim % 2:
             raise UserError(f"position=rope needs an even head size, got d_model/n_head="
                             f"{self.head_dim}; change --d-model or --n-head")
+        if not self.init_std >= 0.0:
+            raise UserError(f"init_std={self.init_std} must be >= 0")
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"dropout={self.dropout} must lie in [0, 1)")
         if self.tie_embeddings and self.linear["head"] != "dense":
