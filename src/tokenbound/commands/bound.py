@@ -28,7 +28,8 @@ def add_arguments(parser):
                              "quantizations x strides): ln(N) in the union bound, and in sampled "
                              "mode in the sampling terms too")
     parser.add_argument("--estimator", choices=["betting", "maurer-pontil", "hoeffding"],
-                        default="betting", help="sampled mode: UCB estimator (default betting)")
+                        default=None, help="UCB estimator of the sampling terms (default "
+                                           "betting); applies to sampled evaluations only")
     parser.add_argument("--delta", type=float, default=0.05, help="failure probability (0.05)")
     parser.add_argument("--json", action="store_true", help="print the full JSON result")
     parser.add_argument("--out", help="also write the JSON result to this file")
@@ -37,6 +38,7 @@ def add_arguments(parser):
 def run(args) -> int:
     import hashlib
     import json
+    import sys
     from pathlib import Path
 
     from tokenbound.errors import UserError
@@ -70,9 +72,13 @@ def run(args) -> int:
         if want and want != hashlib.sha256(data).hexdigest():
             raise UserError(f"--message {args.message} is not the model that was evaluated in "
                             f"{args.eval_dir} (sha256 differs); evaluate this message first")
+    estimator = args.estimator or "betting"
     res = steps.certify(args.eval_dir, code_bits, delta=args.delta, extra_bits=args.extra_bits,
                         extra_candidates=args.candidates,
-                        estimator=args.estimator.replace("maurer-pontil", "maurer_pontil"))
+                        estimator=estimator.replace("maurer-pontil", "maurer_pontil"))
+    if args.estimator is not None and res["mode"] != "sampled":
+        print(f"warning: --estimator {args.estimator} is ignored: {args.eval_dir} is an exact "
+              "evaluation (no sampling term)", file=sys.stderr)
     if args.out:
         steps.atomic_json(args.out, res)
     if args.json:
@@ -101,7 +107,12 @@ def _print(res: dict, code_bits: int) -> None:
               f"model with its weights rounded to {res['eval_manifest']['dtype']})")
     if res.get("paper"):
         print(f"  paper      {res['paper']['value']:.4f}  (not a certificate)")
-    for k, t in (res.get("topk") or {}).items():
+    if res["mode"] == "sampled":  # res["topk"] lists the k evaluated; no top-k bounds here
+        est = best.get("extras", {}).get("estimator", "betting")
+        print(f"  sampled: n = {res['n']:,} draws ({est} UCBs); top-k error and "
+              "document-level bounds need evaluate --mode exact")
+        return
+    for k, t in res["topk"].items():
         print(f"top-{k} error bound {t['best']['value']:.4f} ({t['best']['family']}; empirical "
               f"{t['best']['empirical']:.4f})")
     doc = res["token"].get("document")

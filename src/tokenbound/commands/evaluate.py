@@ -68,6 +68,19 @@ def _batch_size(text: str):
         raise argparse.ArgumentTypeError(f"expected an integer or auto, got {text!r}") from None
 
 
+def _check_not_prepared_root(data: str) -> None:
+    """UserError naming the split when DATA is a `tokenbound prepare` output directory (its
+    streams are DATA/train and DATA/heldout) rather than a stream itself."""
+    if os.path.exists(os.path.join(data, "meta.json")):
+        return
+    splits = [s for s in ("train", "heldout")
+              if os.path.isfile(os.path.join(data, s, "meta.json"))]
+    if splits:
+        alt = f" (or {os.path.join(data, splits[1])})" if len(splits) > 1 else ""
+        raise UserError(f"{data} holds prepared splits; pass --data "
+                        f"{os.path.join(data, splits[0])}{alt}")
+
+
 def _distributed(device: str) -> tuple[int, int, str]:
     """(rank, world, device) under torchrun; (0, 1, device) otherwise."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -111,10 +124,11 @@ def run(args) -> int:
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     rank, world, device = _distributed(device)
+    _check_not_prepared_root(args.data)
     stream = open_stream(args.data, verify=args.verify_data)
     model = load_model_fn(args.model, device=device, dtype=args.dtype,
                           device_map=args.device_map)
-    context = args.context or model.max_context
+    context = model.max_context if args.context is None else args.context
     if context is None:
         raise UserError("the model does not state its maximum context; pass --context L")
     cfg = EvalConfig(context_len=context, stride=args.stride, mode=args.mode,

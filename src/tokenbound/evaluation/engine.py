@@ -77,8 +77,10 @@ class EvalConfig:
         check_policy(self.context_len, self.stride)
         if self.mode not in MODES:
             raise UserError(f"--mode must be one of {MODES} (got {self.mode!r})")
-        if self.mode == "sampled" and not self.n_samples:
+        if self.mode == "sampled" and self.n_samples is None:
             raise UserError("--mode sampled needs --samples N (N >= 1)")
+        if self.mode == "sampled" and int(self.n_samples) < 1:
+            raise UserError(f"--samples must be >= 1 in sampled mode (got {self.n_samples})")
         if self.mode == "exact" and self.n_samples:
             raise UserError("--samples only applies to --mode sampled; drop it or add the mode")
         if self.batch_size != "auto" and (isinstance(self.batch_size, str)
@@ -87,6 +89,14 @@ class EvalConfig:
                             f"(got {self.batch_size!r})")
         if self.stats not in STATS:
             raise UserError(f"--stats must be one of {STATS} (got {self.stats!r})")
+        if int(self.seed) < 0:
+            raise UserError(f"--seed must be >= 0 (got {self.seed})")
+        if int(self.shard_tokens) < 1:
+            raise UserError(f"--shard-tokens must be >= 1 (got {self.shard_tokens}); the "
+                            "default 65536 suits most runs")
+        if self.vocab_chunk is not None and int(self.vocab_chunk) < 1:
+            raise UserError(f"--vocab-chunk must be >= 1 (got {self.vocab_chunk}); leave it "
+                            "out to compute the statistics over the whole vocabulary")
 
     @property
     def shard_windows(self) -> int:
@@ -98,6 +108,38 @@ def stream_sha256(stream) -> str:
     if sha:
         return str(sha)
     return hashlib.sha256(np.ascontiguousarray(stream.tokens).tobytes()).hexdigest()
+
+
+def check_tokens(stream) -> None:
+    """UserError if the stream holds no tokens (nothing to score, no bound to state)."""
+    if len(stream.tokens) == 0:
+        where = getattr(stream, "path", None)
+        raise UserError(f"the token stream{f' {where}' if where else ''} has no tokens; "
+                        "evaluate a non-empty stream (e.g. DATA/train, or prepare the "
+                        "corpus with a larger held-out fraction)")
+
+
+def check_tokenizer(stream, model: ModelSource) -> None:
+    """UserError when the model's tokenizer and the stream's are both known and differ.
+
+    `hf:`/`gguf:` specs hold an absolute path that may differ between machines for the same
+    file, so those are compared by kind, file name and end-of-text token only."""
+    ours = getattr(stream, "meta", {}).get("tokenizer")
+    theirs = model.tokenizer
+    if not ours or not theirs or _tokenizer_key(ours) == _tokenizer_key(theirs):
+        return
+    raise UserError(f"the model was trained with tokenizer {theirs!r} but the stream was "
+                    f"prepared with {ours!r}; prepare the data with --tokenizer {theirs} (or "
+                    "evaluate a model trained on this stream)")
+
+
+def _tokenizer_key(spec: str) -> str:
+    """`spec` with the directory of an hf:/gguf: file dropped (`tokenizer_from_spec` syntax)."""
+    kind, _, rest = str(spec).partition(":")
+    if kind not in ("hf", "gguf"):
+        return str(spec)
+    path, sep, eot = rest.rpartition("#eot=") if "#eot=" in rest else (rest, "", "")
+    return f"{kind}:{os.path.basename(path)}{sep}{eot}"
 
 
 def check_vocab(stream, model: ModelSource) -> None:
@@ -204,8 +246,10 @@ def evaluate(model: ModelSource, stream, out_dir: str, cfg: EvalConfig, *,
     to an uninterrupted run with the same numerical settings (device, batch size, statistics
     path, compile), which each shard records: eval.json's `numerics` lists the settings used
     and how many shards each scored. Raises UserError for a mismatched OUT, vocabulary or
-    context.
+    context, an empty stream or a tokenizer that differs from the model's.
     """
+    check_tokens(stream)
+    check_tokenizer(stream, model)
     if model.max_context is not None and cfg.context_len > model.max_context:
         raise UserError(f"--context {cfg.context_len} exceeds the model's maximum context "
                         f"{model.max_context}; pass --context {model.max_context} or less")

@@ -13,6 +13,7 @@ to the device of the input embedding, the logits come back from the last block's
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -31,12 +32,14 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 class ModelSource:
     """A loaded model: `fn` (B, T) -> (B, T, V); `vocab_size` = V (logits width);
     `max_context` the longest input it accepts (None if unknown); `ident` provenance
-    (kind, path, sha256) recorded in the manifest."""
+    (kind, path, sha256) recorded in the manifest; `tokenizer` the spec it was trained with
+    (a message records it; None if unknown), checked against the stream's."""
 
     fn: Callable[[torch.Tensor], torch.Tensor]
     vocab_size: int
     max_context: int | None
     ident: dict
+    tokenizer: str | None = None
 
 
 def file_sha256(path: str, chunk: int = 1 << 22) -> str:
@@ -104,7 +107,47 @@ def _load_message(path: str, device: str, dtype: str) -> ModelSource:
 
     ident = {"kind": "message", "path": os.path.abspath(path), "sha256": file_sha256(path),
              "message_bytes": os.path.getsize(path)}
-    return ModelSource(fn, _probe_vocab(fn, device), _hf_context(cfg), ident)
+    tokenizer = info["extra"].get("tokenizer") if isinstance(info["extra"], dict) else None
+    return ModelSource(fn, _probe_vocab(fn, device), _hf_context(cfg), ident,
+                       tokenizer=str(tokenizer) if tokenizer else None)
+
+
+ACCEPTED = ("a tokenbound message (.tbm, from tokenbound compress), a Hugging Face causal-LM "
+            "directory (config.json + weights) or a .gguf file")
+
+
+def is_training_run(path: str) -> bool:
+    """True when `path` is a `tokenbound train` run directory (training/run.py layout).
+
+    Its config.json is a TrainConfig (a "model" dict, "data_sha256"), not a transformers
+    config (which has "model_type"); train.json or ckpt/latest.json mark it as well."""
+    try:
+        with open(os.path.join(path, "config.json")) as f:
+            cfg = json.load(f)
+    except (OSError, ValueError):
+        return False
+    if not isinstance(cfg, dict) or "model_type" in cfg:
+        return False
+    return (isinstance(cfg.get("model"), dict) and "data_sha256" in cfg) or any(
+        os.path.isfile(os.path.join(path, f)) for f in ("train.json", "ckpt/latest.json"))
+
+
+def _from_pretrained(source: str, **kwargs):
+    """transformers' `AutoModelForCausalLM.from_pretrained`, its failures as one-line
+    UserErrors naming SOURCE and what --model accepts (out of memory is re-raised)."""
+    try:
+        from transformers import AutoModelForCausalLM
+    except ImportError:
+        raise UserError(f"--model {source}: Hugging Face and GGUF models need transformers: "
+                        "pip install 'tokenbound[hf]'") from None
+    try:
+        return AutoModelForCausalLM.from_pretrained(**kwargs)
+    except (MemoryError, torch.cuda.OutOfMemoryError):
+        raise
+    except Exception as exc:  # transformers and gguf raise many types on files they reject
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise UserError(f"--model {source}: cannot load it ({why}); --model takes {ACCEPTED}") \
+            from None
 
 
 def load_model_fn(source: str, device: str = "cpu", dtype: str = "fp32",
@@ -125,18 +168,18 @@ def load_model_fn(source: str, device: str = "cpu", dtype: str = "fp32",
         if not os.path.exists(os.path.join(source, "config.json")):
             raise UserError(f"--model {source!r} is a directory without config.json; pass a "
                             "Hugging Face model directory")
-        from transformers import AutoModelForCausalLM
-
-        model = AutoModelForCausalLM.from_pretrained(source, torch_dtype=DTYPES[dtype],
-                                                     device_map=device_map)
+        if is_training_run(source):
+            raise UserError(f"{source} is a tokenbound training run; compress it first: "
+                            f"tokenbound compress {source} --levels 17 --out {source}/model.tbm, "
+                            f"then pass --model {source}/model.tbm")
+        model = _from_pretrained(source, pretrained_model_name_or_path=source,
+                                 torch_dtype=DTYPES[dtype], device_map=device_map)
         return _wrap_hf(model, device, dtype, "hf", source, dir_sha256(source), device_map)
     if source.endswith(".gguf"):
-        from transformers import AutoModelForCausalLM
-
         log.info("loading GGUF %s (dequantized by transformers; slow)", source)
-        model = AutoModelForCausalLM.from_pretrained(
-            os.path.dirname(os.path.abspath(source)), gguf_file=os.path.basename(source),
-            torch_dtype=DTYPES[dtype], device_map=device_map)
+        model = _from_pretrained(
+            source, pretrained_model_name_or_path=os.path.dirname(os.path.abspath(source)),
+            gguf_file=os.path.basename(source), torch_dtype=DTYPES[dtype], device_map=device_map)
         return _wrap_hf(model, device, dtype, "gguf", source, file_sha256(source), device_map)
     if device_map is not None:
         raise UserError("--device-map applies to Hugging Face and GGUF models; a tokenbound "
