@@ -101,7 +101,16 @@ def test_rerun_skips_finished_steps_and_gives_identical_numbers(finished, corpus
     rep2 = run(_recipe(corpus_dir, out))
     assert rep2["bound_bits_per_token"] == rep["bound_bits_per_token"]
     assert rep2["code_bits"] == rep["code_bits"]
-    assert "compress" not in rep2["timings_s"]  # the valid message was kept
+    # every step but the bound was done by the first run: its seconds are kept, not 0 s
+    assert rep2["steps_reused"][:4] == ["prepare", "train", "compress", "evaluate"]
+    for name in rep2["steps_reused"]:
+        assert rep2["timings_s"][name] == rep["timings_s"][name], name
+    assert rep2["timings_s"]["train"] > 0
+    t = rep2["timings_s"]
+    assert t["total"] == pytest.approx(sum(v for k, v in t.items()
+                                           if k not in ("total", "this_run")), abs=0.02)
+    assert t["this_run"] > 0  # (not compared with total: a tiny run's steps take ~0.1 s)
+    assert json.loads((out / "compress.json").read_text())["seconds"] == t["compress"]
 
 
 def test_bound_command_matches_report_and_rejects_other_message(finished, tmp_path, capsys):
@@ -205,7 +214,8 @@ def test_unknown_compress_key_is_refused_not_ignored(corpus_dir, tmp_path):
     from tokenbound.errors import UserError
 
     r = _recipe(corpus_dir, tmp_path)
-    with pytest.raises(UserError, match=r"unknown key\(s\) \['qat_step'\]"):
+    with pytest.raises(UserError, match=r"unknown key\(s\) \['qat_step'\] \(did you mean "
+                                        r"'qat_steps'"):
         replace(r, compress={**r.compress, "qat_step": 300})
     replace(r, compress={**r.compress, "qat_steps": 3, "qat_lr": 0.01, "kmeans_iters": 5,
                          "qat_optimizer": "adam"})

@@ -60,8 +60,20 @@ def print_summary(rep: dict, out: str) -> None:
     if rep.get("heldout_bits_per_token") is not None:
         print(f"training loss {rep['empirical_bits_per_token']:.4f}, held-out loss "
               f"{rep['heldout_bits_per_token']:.4f} {unit} (unsmoothed)")
+    elif "heldout: false" not in rep.get("heldout_status", "heldout: false"):
+        print(f"training loss {rep['empirical_bits_per_token']:.4f} {unit} (unsmoothed); "
+              f"held-out loss {rep['heldout_status']}")
     for k, t in rep.get("topk", {}).items():
         print(f"top-{k} error bound {t['bound']:.4f} (empirical {t['empirical']:.4f})")
     print(f"message: {rep['code_bits']:,} bits for {rep['trained_parameters']:,} trained "
-          f"parameters; {rep['n_tokens']:,} tokens; {rep['timings_s']['total']:.0f} s")
+          f"parameters; {rep['n_tokens']:,} tokens; {time_line(rep)}")
     print(f"report: {out}/report.md")
+
+
+def time_line(rep: dict) -> str:
+    """The steps' seconds, saying which were spent by earlier runs of the same command."""
+    t, reused = rep["timings_s"], rep.get("steps_reused", [])
+    if not reused:
+        return f"{t['total']:.0f} s"
+    return (f"{t['total']:.0f} s of computing in all (this run {t['this_run']:.0f} s; "
+            f"done by an earlier run: {', '.join(reused)})")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from tokenbound.errors import UserError
 from tokenbound.experiments import steps
 from tokenbound.experiments.report import figure
 
@@ -111,6 +112,9 @@ def run(out_dir: str, quick: bool, progress: bool, orders=None, no_gpt: bool = F
 
     scale = {**SCALES["quick" if quick else "full"], **(scale_override or {})}
     orders = tuple(orders) if orders else scale["orders"]
+    if any(k < 0 for k in orders):
+        raise UserError(f"--orders {' '.join(map(str, orders))}: an order k is the number of "
+                        "previous tokens seen, 0 or more (e.g. --orders 0 1 2)")
     out = Path(out_dir)
     steps.prepare("shakespeare", "bytes", out / "data", max_train_docs=scale["docs"],
                   progress=progress)

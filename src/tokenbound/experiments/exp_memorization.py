@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tokenbound.errors import UserError
 from tokenbound.experiments import steps
 from tokenbound.experiments.report import figure
 
@@ -134,7 +135,10 @@ def add_arguments(parser) -> None:
 def run(out_dir: str, quick: bool, progress: bool,
         scale_override: dict | None = None, **kw) -> dict:
     scale = {**SCALES["quick" if quick else "full"], **(scale_override or {})}
-    if kw.get("steps"):
+    if kw.get("steps") is not None:
+        if int(kw["steps"]) < 1:
+            raise UserError(f"--steps {kw['steps']}: training needs at least 1 step "
+                            f"(default {scale['steps']})")
         scale["steps"] = int(kw["steps"])
     out = Path(out_dir)
     structured, unstructured = make_documents(scale["docs"], scale["length"], seed=0)

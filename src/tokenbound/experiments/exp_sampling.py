@@ -25,6 +25,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from tokenbound.errors import UserError
 from tokenbound.experiments import exp_compression as EC
 from tokenbound.experiments import steps
 from tokenbound.experiments.report import figure
@@ -87,6 +88,9 @@ def exact_timing(run_dir: Path, scale: dict, progress: bool) -> dict:
 def run(out_dir: str, quick: bool, progress: bool, variant: str = "dense + subspace",
         work: str = EC.WORK, samples: int = EC.PAPER_SAMPLES,
         scale_override: dict | None = None, **_) -> dict:
+    if int(samples) < 10:
+        raise UserError(f"--samples {samples}: use 10 or more (the last row draws --samples/10 "
+                        f"positions; default {EC.PAPER_SAMPLES:,})")
     scale = EC.get_scale(quick, scale_override)
     rep = EC.variant_run(variant, work, quick, scale, progress)
     run_dir = Path(rep["provenance"]["recipe"]["out"])

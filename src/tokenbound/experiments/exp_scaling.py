@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tokenbound.errors import UserError
 from tokenbound.experiments import exp_compression as EC
 from tokenbound.experiments.report import figure
 
@@ -66,6 +67,12 @@ def run(out_dir: str, quick: bool, progress: bool, widths=None, work: str = EC.W
         scale_override: dict | None = None, **_) -> dict:
     scale = EC.get_scale(quick, scale_override)
     widths = tuple(widths) if widths else WIDTHS["quick" if quick else "full"]
+    heads = scale["n_head"]
+    bad = [w for w in widths if w < 1 or w % heads]
+    if bad:
+        raise UserError(f"--widths {' '.join(map(str, bad))}: every width (d_model) must be a "
+                        f"positive multiple of {heads}, the experiment's number of attention "
+                        f"heads (e.g. --widths 32 64 96 128)")
     data = EC.shared_data(work, scale, progress)
     rows = []
     for w in widths:

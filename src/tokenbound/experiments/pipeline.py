@@ -6,6 +6,8 @@ A recipe is a YAML mapping (see `src/tokenbound/recipes/*.yaml`):
     out: runs/demo             # all outputs go here (the CLI's --out overrides it)
     delta: 0.05                # total failure probability of the certificate
     data: {corpus: shakespeare, tokenizer: bytes, max_train_docs: null}
+                               # (also heldout_fraction, doc_separator, glob, text_column,
+                               # as for `tokenbound prepare`)
     model: {...}               # GPTConfig fields: a model trained here ...
     train: {...}               # ... with these TrainConfig fields
     hf: path/to/hf_model_dir   # ... or instead of model/train: a local Hugging Face causal LM
@@ -15,8 +17,9 @@ A recipe is a YAML mapping (see `src/tokenbound/recipes/*.yaml`):
     extra_bits: 0              # bits paid for choices made after seeing the training data
                                # (e.g. 2 when the compress settings were picked among 4 tried)
 
-Every step is skipped when its output exists and is valid, so an interrupted run resumes where
-it stopped (training and evaluation also resume inside the step). Everything in the recipe is
+Every section is checked when the recipe is read (`recipes.check_recipe`), before any step
+runs. Every step is skipped when its output exists and is valid, so an interrupted run resumes
+where it stopped (training and evaluation also resume inside the step). Everything in the recipe is
 fixed before the data is seen; nothing is selected on the training scores except the grids that
 the bounds pay for and what `extra_bits` pays for (K settings tried on this data and the best
 kept: extra_bits = ceil(log2 K), added to the message length in every bound).
@@ -26,25 +29,25 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from tokenbound.errors import UserError
-from tokenbound.experiments import steps
+from tokenbound.experiments import recipes, steps
 from tokenbound.experiments.report import provenance, write_report
 
 log = logging.getLogger(__name__)
 
-SECTIONS = {"name", "out", "delta", "data", "model", "train", "hf", "compress", "evaluate",
-            "heldout", "description", "extra_bits"}
-# `compress:` keys read by `run` itself (the others are QuantConfig fields).
-COMPRESS_RUN_KEYS = ("qat_steps", "qat_lr", "qat_optimizer", "batch_size", "eval_batches")
-
 
 @dataclass
 class Recipe:
-    """A whole certificate run, fixed in advance (see the module docstring for the fields)."""
+    """A whole certificate run, fixed in advance (see the module docstring for the fields).
+
+    Every section is checked on construction (`recipes.check_recipe`: known keys, value types,
+    and the step configs built), so a mistake is reported before any step runs.
+    """
 
     name: str
     out: str
@@ -60,36 +63,9 @@ class Recipe:
     extra_bits: int = 0
 
     def __post_init__(self):
-        if (self.model is None) == (self.hf is None):
-            raise UserError("a recipe needs exactly one of `model:` (train a GPT here) or "
-                            "`hf: DIR` (a local Hugging Face causal LM)")
-        if not 0 < float(self.delta) < 1:
-            raise UserError(f"recipe delta must lie in (0, 1), got {self.delta}")
-        if (not isinstance(self.extra_bits, int) or isinstance(self.extra_bits, bool)
-                or self.extra_bits < 0):
-            raise UserError(f"recipe extra_bits must be a whole number of bits >= 0, got "
-                            f"{self.extra_bits!r}")
-        for key in ("corpus",):
-            if key not in self.data:
-                raise UserError(f"recipe `data:` needs `{key}:` (e.g. corpus: shakespeare)")
-        if "levels" not in self.compress:
-            raise UserError("recipe `compress:` needs `levels:` (codebook size, e.g. 17)")
-        from dataclasses import fields
-
-        from tokenbound.compression import QuantConfig
-
-        known = {f.name for f in fields(QuantConfig)} | set(COMPRESS_RUN_KEYS)
-        unknown = sorted(set(self.compress) - known)
-        if unknown:  # a typo (e.g. qat_step) would otherwise be ignored silently
-            raise UserError(f"recipe `compress:` has unknown key(s) {unknown}; allowed: "
-                            f"{sorted(known)}")
-        from tokenbound.compression.qat import QAT_OPTIMIZERS
-
-        if self.compress.get("qat_optimizer", "sgd") not in QAT_OPTIMIZERS:
-            raise UserError(f"recipe `compress: qat_optimizer: {self.compress['qat_optimizer']!r}`"
-                            f": use {' or '.join(QAT_OPTIMIZERS)}")
-        if "context_len" not in self.evaluate:
-            raise UserError("recipe `evaluate:` needs `context_len:` (e.g. 256)")
+        checked = recipes.check_recipe({f.name: getattr(self, f.name) for f in fields(self)})
+        for k, v in checked.items():
+            setattr(self, k, v)
 
     @staticmethod
     def load(path: str | Path, out: str | None = None) -> "Recipe":
@@ -104,14 +80,12 @@ class Recipe:
             raise UserError(f"recipe {path}: not valid YAML ({exc})") from None
         if not isinstance(raw, dict):
             raise UserError(f"recipe {path}: expected a mapping of sections")
-        unknown = set(raw) - SECTIONS
-        if unknown:
-            raise UserError(f"recipe {path}: unknown section(s) {sorted(unknown)}; "
-                            f"allowed: {sorted(SECTIONS)}")
-        raw.setdefault("name", p.stem)
+        recipes.check_keys(f"{path}", raw, recipes.TOP)
+        raw["name"] = recipes.coerce("`name:`", raw.get("name", p.stem), "str")
         if out is not None:
             raw["out"] = out
-        raw.setdefault("out", str(Path("runs") / raw["name"]))
+        raw["out"] = recipes.coerce("`out:`", raw.get("out", str(Path("runs") / raw["name"])),
+                                    "str")
         return Recipe(**raw)
 
     def to_dict(self) -> dict:
@@ -121,63 +95,214 @@ class Recipe:
 
 
 def run(recipe: Recipe, *, progress: bool = False, say=lambda msg: None) -> dict:
-    """Run every step of `recipe` (skipping finished ones) and write the report; returns it."""
-    from tokenbound.compression import QuantConfig
+    """Run every step of `recipe` (skipping finished ones) and write the report; returns it.
+
+    `timings_s` holds each step's seconds in the run that did its work (OUT/timings.json keeps
+    them across reruns; an interrupted step's time is added to the run that finishes it),
+    `total` their sum and `this_run` the wall time of this call; `steps_reused` names the steps
+    whose outputs an earlier run made.
+    """
+    from tokenbound.training.run import is_complete
 
     out = Path(recipe.out).resolve()  # absolute: run dirs record their data path
     out.mkdir(parents=True, exist_ok=True)
+    _check_compress_json(recipe, out)  # before training: a changed setting fails at once
     steps.atomic_json(out / "recipe.json", recipe.to_dict())
-    t0, timings = time.perf_counter(), {}
-
-    def timed(name, fn):
-        t = time.perf_counter()
-        say(f"[{name}]")
-        res = fn()
-        timings[name] = round(time.perf_counter() - t, 2)
-        return res
-
+    clock = _Clock(out, say)
     data_dir = out / "data"
     d = recipe.data
-    prep = timed("prepare", lambda: steps.prepare(
-        d["corpus"], d.get("tokenizer", "bytes"), data_dir,
-        max_train_docs=d.get("max_train_docs"), progress=progress))
-    message = out / "model.tbm"
-    comp = steps.read_json(out / "compress.json")
+    prep = clock.step("prepare", lambda: steps.prepare(
+        d["corpus"], d.get("tokenizer", "bytes"), data_dir, progress=progress,
+        **{k: v for k, v in d.items() if k not in ("corpus", "tokenizer")}),
+        reused=lambda res: all(s["skipped"] for s in res.values()))
     train_info = None
     if recipe.model is not None:
-        train_info = timed("train", lambda: steps.train(data_dir, out / "train", recipe.model,
-                                                        recipe.train, progress=progress))
-    if comp is not None and comp.get("recipe_compress") != recipe.compress:
-        raise UserError(f"{out} holds a message made with other compress settings "
-                        f"({comp.get('recipe_compress')}); use a new --out for this recipe")
-    if not steps.message_is_valid(message, comp):
-        c = recipe.compress
-        qcfg = QuantConfig.from_recipe(c)
-        if recipe.model is not None:
-            comp = timed("compress", lambda: steps.compress_run(
-                out / "train", message, qcfg, qat_steps=int(c.get("qat_steps", 0)),
-                qat_lr=float(c.get("qat_lr", 5e-5)), batch_size=int(c.get("batch_size", 8)),
-                eval_batches=int(c.get("eval_batches", 10)),
-                qat_optimizer=str(c.get("qat_optimizer", "sgd"))))
-        else:
-            comp = timed("compress", lambda: steps.compress_hf(recipe.hf, message, qcfg))
-        comp["recipe_compress"] = dict(recipe.compress)
-        steps.atomic_json(out / "compress.json", comp)
-    ev = timed("evaluate", lambda: steps.evaluate(message, data_dir / "train", out / "eval_train",
-                                                  recipe.evaluate, progress=progress))
-    held = None
-    if recipe.heldout and (data_dir / "heldout").is_dir():
-        held = timed("evaluate heldout", lambda: steps.evaluate(
+        train_info = clock.step("train", lambda: _train(recipe, data_dir, out, progress),
+                                reused=is_complete(out / "train"),
+                                own=lambda res: res.get("wall_seconds"))
+    comp = _compress(recipe, out, clock)
+    message = out / "model.tbm"
+    ev = clock.step("evaluate", lambda: _evaluate(message, data_dir / "train", out / "eval_train",
+                                                  recipe.evaluate, progress),
+                    reused=_eval_done(out / "eval_train"), own=_eval_seconds)
+    held, held_status = None, _heldout_status(recipe, data_dir)
+    if held_status is None:
+        held = clock.step("evaluate heldout", lambda: _evaluate(
             message, data_dir / "heldout", out / "eval_heldout",
-            {**recipe.evaluate, "mode": "exact", "n_samples": None}, progress=progress))
-    cert = timed("bound", lambda: steps.certify(out / "eval_train", comp["total_bits"],
-                                                delta=recipe.delta,
-                                                extra_bits=recipe.extra_bits))
+            recipes.heldout_eval(recipe.evaluate), progress),
+            reused=_eval_done(out / "eval_heldout"), own=_eval_seconds)
+    elif recipe.heldout:
+        say(f"[evaluate heldout] held-out loss {held_status}")
+    cert = clock.step("bound", lambda: steps.certify(out / "eval_train", comp["total_bits"],
+                                                     delta=recipe.delta,
+                                                     extra_bits=recipe.extra_bits))
     steps.atomic_json(out / "bound.json", cert)
-    timings["total"] = round(time.perf_counter() - t0, 2)
-    rep = build_report(recipe, prep, train_info, comp, ev, held, cert, timings)
+    rep = build_report(recipe, prep, train_info, comp, ev, held, cert, clock.finish())
+    rep["heldout_status"] = held_status or "measured"
+    if held_status and recipe.heldout:
+        rep["notes"].append(f"Held-out loss {held_status}" + (
+            " (no document fell in the held-out split; a single text file is one document "
+            "unless `doc_separator:` under `data:` splits it)." if "empty" in held_status
+            else "."))
+    rep["steps_reused"] = clock.reused
     write_report(rep, out)
     return rep
+
+
+class _Clock:
+    """Seconds per step, kept in OUT/timings.json across reruns (see `run`)."""
+
+    def __init__(self, out: Path, say):
+        self.path, self.say, self.t0 = out / "timings.json", say, time.perf_counter()
+        old = steps.read_json(self.path) or {}
+        self.done, self.partial = old.get("done", {}), old.get("partial", {})
+        self.timings: dict = {}
+        self.reused: list[str] = []
+
+    def step(self, name: str, fn, *, reused=False, own=None):
+        """Run step `name`; `reused` (a bool, or a function of the result) says that an earlier
+        run made its output; `own(result)` reads the step's own record of its seconds."""
+        self.say(f"[{name}]")
+        t = time.perf_counter()
+        try:
+            res = fn()
+        except BaseException:
+            self.partial[name] = self.partial.get(name, 0.0) + time.perf_counter() - t
+            self._save()
+            raise
+        spent = time.perf_counter() - t
+        if reused(res) if callable(reused) else reused:
+            self.reused.append(name)
+            self.partial.pop(name, None)  # e.g. a refused attempt: no work was done
+            seconds = self.done.get(name, own(res) if own is not None else None)
+        else:
+            seconds = self.partial.pop(name, 0.0) + spent
+            if own is not None and own(res) is not None:
+                seconds = max(seconds, own(res))  # e.g. training resumed by another command
+            self.done[name] = round(seconds, 2)
+        if seconds is not None:
+            self.timings[name] = round(seconds, 2)
+        self._save()
+        return res
+
+    def finish(self) -> dict:
+        total = round(sum(self.timings.values()), 2)
+        return {**self.timings, "total": total,
+                "this_run": round(time.perf_counter() - self.t0, 2)}
+
+    def _save(self) -> None:
+        steps.atomic_json(self.path, {"done": self.done, "partial": self.partial})
+
+
+def _train(recipe: Recipe, data_dir: Path, out: Path, progress: bool) -> dict:
+    """The train step; a run directory trained with other settings is refused with advice
+    that fits `run` (which has no --force)."""
+    try:
+        return steps.train(data_dir, out / "train", recipe.model, recipe.train,
+                           progress=progress)
+    except UserError as exc:
+        m = re.search(r"holds a run with a different configuration \(([^)]*)\)", str(exc))
+        if m is None:
+            raise
+        raise UserError(
+            f"{out} holds a model trained with other model/train settings (differs in "
+            f"{m.group(1)}); use a new --out directory for this recipe, or delete {out}/train "
+            f"and the files made from it ({', '.join(MADE_FROM_TRAIN)}) to retrain here"
+        ) from None
+
+
+MADE_FROM_TRAIN = ("model.tbm", "compress.json", "eval_train", "eval_heldout")
+
+
+def _trained_sha256(run_dir: Path) -> str | None:
+    """sha256 of the trained weights of RUN (None when there are none)."""
+    import hashlib
+
+    from tokenbound.training.run import MODEL
+
+    p = Path(run_dir) / MODEL
+    return hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None
+
+
+def _compress(recipe: Recipe, out: Path, clock: _Clock) -> dict:
+    """The compress step: the message OUT/model.tbm and OUT/compress.json (kept when valid
+    and made from the same trained weights with the same settings)."""
+    from tokenbound.compression import QuantConfig
+
+    message, c = out / "model.tbm", recipe.compress
+    comp = _check_compress_json(recipe, out)
+    trained = _trained_sha256(out / "train") if recipe.model is not None else None
+    if (steps.message_is_valid(message, comp)
+            and comp.get("train_sha256", trained) == trained):
+        return clock.step("compress", lambda: comp, reused=True,
+                          own=lambda res: res.get("seconds"))
+    qcfg = QuantConfig.from_recipe(c)
+    if recipe.model is not None:
+        comp = clock.step("compress", lambda: steps.compress_run(
+            out / "train", message, qcfg, qat_steps=c.get("qat_steps", 0),
+            qat_lr=c.get("qat_lr", 5e-5), batch_size=c.get("batch_size", 8),
+            eval_batches=c.get("eval_batches", 10), qat_optimizer=c.get("qat_optimizer", "sgd")))
+        comp["train_sha256"] = trained
+    else:
+        comp = clock.step("compress", lambda: steps.compress_hf(recipe.hf, message, qcfg))
+    comp["recipe_compress"] = dict(c)
+    comp["seconds"] = clock.timings["compress"]
+    steps.atomic_json(out / "compress.json", comp)
+    return comp
+
+
+def _check_compress_json(recipe: Recipe, out: Path) -> dict | None:
+    """OUT/compress.json, refused when it was made with other `compress:` settings (compared
+    after the recipe checks, so 3e-4 and 0.0003 are equal). Called before any step runs."""
+    comp = steps.read_json(out / "compress.json")
+    if comp is None:
+        return None
+    try:
+        stored = recipes.check_compress(comp.get("recipe_compress"),
+                                        trained=recipe.model is not None)
+    except UserError:
+        stored = None
+    if stored != recipe.compress:
+        raise UserError(f"{out} holds a message made with other compress settings "
+                        f"({comp.get('recipe_compress')}); use a new --out for this recipe, or "
+                        f"delete {out}/model.tbm, {out}/compress.json and {out}/eval_*")
+    return comp
+
+
+def _evaluate(message: Path, stream_dir: Path, eval_dir: Path, cfg: dict, progress: bool):
+    """The evaluate step; a directory scored with other settings or another model is refused
+    with advice that fits `run`."""
+    try:
+        return steps.evaluate(message, stream_dir, eval_dir, cfg, progress=progress)
+    except UserError as exc:
+        m = re.search(r"holds a different evaluation \(differs in ([^)]*)\)", str(exc))
+        if m is None:
+            raise
+        stale = " and ".join(str(p) for p in sorted(eval_dir.parent.glob("eval_*")))
+        raise UserError(f"{eval_dir} holds scores made with another model or other evaluate "
+                        f"settings (differs in {m.group(1)}); use a new --out directory for "
+                        f"this recipe, or delete {stale} to score again") from None
+
+
+def _eval_done(eval_dir: Path) -> bool:
+    return all((eval_dir / f).is_file() for f in ("eval.json", "stats.npz"))
+
+
+def _eval_seconds(ev: dict) -> float | None:
+    return (ev.get("timing") or {}).get("seconds")
+
+
+def _heldout_status(recipe: Recipe, data_dir: Path) -> str | None:
+    """Why the held-out loss is not measured, or None when it is."""
+    from tokenbound.data import open_stream
+
+    if not recipe.heldout:
+        return "not measured: `heldout: false` in the recipe"
+    if not (data_dir / "heldout").is_dir():
+        return "not measured: no held-out split"
+    if len(open_stream(str(data_dir / "heldout"))) == 0:
+        return "not measured: empty held-out split"
+    return None
 
 
 def build_report(recipe: Recipe, prep: dict, train_info: dict | None, comp: dict, ev: dict,
