@@ -105,6 +105,20 @@ def test_resume_with_other_settings_is_recorded(tmp_path, bigram_source):
         [(2, done), (3, full["n_shards"] - done)]
 
 
+def test_same_tokens_in_another_layout_is_another_evaluation(tmp_path, bigram_source):
+    a = make_stream([30, 70])
+    b = make_stream([30, 70])
+    b.doc_offsets = np.array([0, 60, 100])  # the same tokens, other document boundaries
+    cfg = EvalConfig(context_len=8, stride=8)
+    evaluate(bigram_source, a, str(tmp_path), cfg)
+    with pytest.raises(UserError, match="stream_identity"):
+        evaluate(bigram_source, b, str(tmp_path), cfg)
+    man = json.load(open(tmp_path / "manifest.json"))  # a directory from before the key resumes
+    del man["stream_identity"]
+    json.dump(man, open(tmp_path / "manifest.json", "w"))
+    evaluate(bigram_source, a, str(tmp_path), cfg)
+
+
 def test_mismatched_out_dir_and_bad_inputs(tmp_path, bigram_source):
     st = make_stream(LENS)
     evaluate(bigram_source, st, str(tmp_path), EvalConfig(context_len=8))

@@ -71,3 +71,22 @@ def test_model_seed_and_data_seed_are_separate_flags(tmp_path):
     assert cfg.model.seed == 3 and cfg.seed == 5
     assert cfg.model.context_len == 16 and cfg.context_len == 12
     assert cfg.model.linear["attn"] == "monarch" and cfg.steps == 4 and not cfg.bf16
+
+
+def test_same_tokens_in_another_layout_is_another_run(tmp_path, capsys):
+    # the same token sequence cut into documents differently: equal token hash, another stream
+    import numpy as np
+
+    from tokenbound.data import open_stream, write_stream
+
+    toks = np.array([1 + j % 7 for j in range(400)])
+    meta = {"tokenizer": "toy", "vocab_size": 16, "eot_id": None, "start_id": 15}
+    for name, cut in (("a", 100), ("b", 300)):
+        write_stream(tmp_path / name / "train", [toks[:cut], toks[cut:]], meta)
+    a, b = (open_stream(tmp_path / n / "train") for n in "ab")
+    assert a.sha256 == b.sha256 and a.identity != b.identity
+    run = str(tmp_path / "run")
+    assert main(["train", "--data", str(tmp_path / "a"), "--out", run, *TINY]) == 0
+    capsys.readouterr()
+    assert main(["train", "--data", str(tmp_path / "b"), "--out", run, *TINY]) == 2
+    assert "data_identity" in capsys.readouterr().err

@@ -98,6 +98,19 @@ class TokenStream:
         return str(self.meta["sha256"])
 
     @property
+    def identity(self) -> str:
+        """Hex sha256 of what the stream is as data: its tokens, its document boundaries, its
+        tokenizer (spec and source sha256), start and end-of-text ids. Two streams with the same
+        tokens but other boundaries or another tokenizer differ here (not in `sha256`)."""
+        import hashlib
+        import json
+
+        keys = ("sha256", "doc_offsets_sha256", "tokenizer", "tokenizer_sha256", "start_id",
+                "eot_id")
+        blob = json.dumps({k: self.meta.get(k) for k in keys}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    @property
     def n_docs(self) -> int:
         return len(self.doc_offsets) - 1
 

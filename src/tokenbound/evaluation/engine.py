@@ -154,7 +154,8 @@ def check_vocab(stream, model: ModelSource) -> None:
 
 def build_manifest(stream, model: ModelSource, cfg: EvalConfig) -> dict:
     return {
-        "stream_sha256": stream_sha256(stream), "n_tokens": int(len(stream.tokens)),
+        "stream_sha256": stream_sha256(stream), "stream_identity": stream_identity(stream),
+        "n_tokens": int(len(stream.tokens)),
         "n_docs": int(len(stream.doc_offsets) - 1), "start_id": int(stream.start_id),
         "eot_id": getattr(stream, "eot_id", None),
         "tokenizer": getattr(stream, "meta", {}).get("tokenizer"),
@@ -167,8 +168,24 @@ def build_manifest(stream, model: ModelSource, cfg: EvalConfig) -> dict:
     }
 
 
-def _identity(man: dict) -> dict:
-    m = dict(man)
+def stream_identity(stream) -> str:
+    """`TokenStream.identity` (tokens, boundaries, tokenizer); for other stream objects a hash
+    of the tokens and the document offsets."""
+    ident = getattr(stream, "identity", None)
+    if ident:
+        return str(ident)
+    h = hashlib.sha256(np.ascontiguousarray(stream.tokens).tobytes())
+    h.update(np.ascontiguousarray(np.asarray(stream.doc_offsets, dtype=np.int64)).tobytes())
+    return h.hexdigest()
+
+
+# manifest keys added later: compared only when the directory's manifest has them
+_IF_RECORDED = ("stream_identity",)
+
+
+def _identity(man: dict, recorded: dict | None = None) -> dict:
+    m = {k: v for k, v in man.items()
+         if recorded is None or k in recorded or k not in _IF_RECORDED}
     m["model"] = {k: v for k, v in man["model"].items() if k != "path"}
     return m
 
@@ -195,9 +212,9 @@ def check_or_write_manifest(out_dir: str, manifest: dict, write: bool = True) ->
         with open(path) as f:
             old = json.load(f)
         new = json.loads(json.dumps(manifest, default=_jsonable))
-        if _identity(old) != _identity(new):
+        if _identity(old) != _identity(new, old):
             diff = sorted(k for k in set(old) | set(new) if
-                          _identity(old).get(k) != _identity(new).get(k))
+                          _identity(old).get(k) != _identity(new, old).get(k))
             raise UserError(f"--out {out_dir} holds a different evaluation (differs in "
                             f"{', '.join(diff)}); use a new --out directory")
     elif write:

@@ -1,6 +1,7 @@
 """The run directory of `tokenbound train` and `load_run`.
 
-    RUN/config.json        resolved TrainConfig (`model` = GPTConfig.to_dict()), data sha256s,
+    RUN/config.json        resolved TrainConfig (`model` = GPTConfig.to_dict()), data sha256s
+                           and identities (tokens + boundaries + tokenizer),
                            provenance (package version, world size)
     RUN/model.safetensors  final `model.trained_state()` (written before train.json)
     RUN/train.json         summary: final train/held-out loss (bits per token), steps, tokens
@@ -22,6 +23,8 @@ SUMMARY = "train.json"
 # keys of config.json that do not have to match for a rerun to resume the same run ("data" is
 # a path: the data itself is compared by its sha256; "device" is compared by what it means)
 _NOT_COMPARED = ("out", "provenance", "data", "device")
+# keys added later: compared only when the run's config.json has them (older runs resume)
+_IF_RECORDED = ("data_identity", "heldout_identity")
 
 
 def models_api():
@@ -55,6 +58,9 @@ def resolved_config(cfg, train_stream, heldout) -> dict:
     d = cfg.to_dict()
     d["data_sha256"] = train_stream.sha256
     d["heldout_sha256"] = heldout.sha256 if heldout is not None else None
+    # tokens + document boundaries + tokenizer (the token hash alone misses a new layout)
+    d["data_identity"] = getattr(train_stream, "identity", None)
+    d["heldout_identity"] = getattr(heldout, "identity", None)
     d["provenance"] = {"tokenbound_version": version}
     return d
 
@@ -68,7 +74,8 @@ def check_run_dir(run_dir: Path, resolved: dict, force: bool) -> None:
 
     old = json.loads(path.read_text())
     diff = sorted(k for k in set(old) | set(resolved)
-                  if k not in _NOT_COMPARED and old.get(k) != resolved.get(k))
+                  if k not in _NOT_COMPARED and old.get(k) != resolved.get(k)
+                  and (k in old or k not in _IF_RECORDED))
     if device_kind(old.get("device", "auto")) != device_kind(resolved.get("device", "auto")):
         diff.append("device")
     if diff:
