@@ -47,6 +47,14 @@ def test_prepare_bytes_round_trip_and_split(corpus_dir, tmp_path, capsys):
     assert main(["prepare", "--corpus", str(corpus_dir), "--out", str(out),
                  "--heldout-fraction", "0.25"]) == 0
     assert "already prepared" in capsys.readouterr().out
+    # an edited corpus file is not silently served from the old streams
+    first = sorted(corpus_dir.rglob("*"))[-1]
+    first.write_text(first.read_text() + " and one more line")
+    assert main(["prepare", "--corpus", str(corpus_dir), "--out", str(out),
+                 "--heldout-fraction", "0.25"]) == 2
+    assert "not prepared with these settings" in capsys.readouterr().err
+    assert main(["prepare", "--corpus", str(corpus_dir), "--out", str(out),
+                 "--heldout-fraction", "0.25", "--force"]) == 0
 
 
 def test_prepare_hf_tokenizer_eot_layout(corpus_dir, tmp_path, tiny_hf):

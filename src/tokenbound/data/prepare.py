@@ -42,9 +42,21 @@ class SplitSummary:
 
 
 def make_request(corpus_name: str, tokenizer: Tokenizer, **settings) -> dict:
-    """The settings that determine the streams (compared to skip an identical prepare)."""
-    return dict(corpus=corpus_name, tokenizer=tokenizer.spec,
-                tokenizer_sha256=tokenizer.source_sha256, **settings)
+    """The settings that determine the streams (compared to skip an identical prepare),
+    including the corpus content's fingerprint (`corpora.source_fingerprint`)."""
+    from tokenbound.data.corpora import source_fingerprint
+
+    return dict(corpus=corpus_name, source=source_fingerprint(corpus_name),
+                tokenizer=tokenizer.spec, tokenizer_sha256=tokenizer.source_sha256, **settings)
+
+
+def _same_request(stored, request: dict) -> bool:
+    """Equal requests; one stored before `source` was recorded is compared without it."""
+    if not isinstance(stored, dict):
+        return False
+    if "source" not in stored:
+        request = {k: v for k, v in request.items() if k != "source"}
+    return stored == request
 
 
 def existing_status(out: Path, request: dict, force: bool) -> dict[str, bool]:
@@ -57,9 +69,10 @@ def existing_status(out: Path, request: dict, force: bool) -> dict[str, bool]:
         if not d.exists() or (d.is_dir() and not any(d.iterdir())):
             status[split] = False
             continue
-        same = is_stream(d) and open_stream(d).meta.get("request") == request
+        same = is_stream(d) and _same_request(open_stream(d).meta.get("request"), request)
         if not same and not force:
-            raise UserError(f"{d} already exists and was not prepared with these settings; "
+            raise UserError(f"{d} already exists and was not prepared with these settings "
+                            f"(or from this content of the corpus); "
                             f"pass --force to replace it or choose another --out")
         status[split] = same and not force
     return status
