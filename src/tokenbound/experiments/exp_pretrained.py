@@ -147,8 +147,9 @@ def notes(cert: dict, C: int, m: int, m_star, V: int, code: dict) -> list[str]:
            f"{ratio:,.0f} bits per token, so the complexity term swamps everything: the bound "
            f"is {'VACUOUS' if cert['token']['best']['vacuous'] else 'non-vacuous'} "
            f"(random guessing = log2 {V} = {math.log2(V):.2f} bits/token).",
-           ("With the same per-token statistics the bound would become non-vacuous at about "
-            f"m* = {m_star:,} tokens ({m_star / m:,.0f} times the scored subset)."
+           ("Extrapolated, not a certificate: with the same per-token statistics the bound "
+            f"would become non-vacuous at about m* = {m_star:.2g} tokens ({m_star / m:,.0f} "
+            "times the scored subset; located to 1%)."
             if m_star else "No m up to 1e15 makes the bound non-vacuous with these statistics."),
            "Held-out bound (C = 0): valid only for text the model was not chosen with. "
            "SmolLM2 was trained on web-scale data that very likely contains Shakespeare; if "

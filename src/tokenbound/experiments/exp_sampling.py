@@ -9,8 +9,8 @@ sampling term at all. For one model (the `compression` experiment's "dense + sub
 
 * one-token sampling: stride 1 (each window scores its last token; the first window of a scene
   scores all of its L predictions), n = 10,000 draws, seed 0;
-* window sampling at the same forward-pass budget: stride L, n = 10,000 draws (repeated draws
-  share a forward pass, so the distinct passes are at most the number of windows);
+* window sampling with the same number of draws: stride L, n = 10,000 draws (repeated draws
+  share a forward pass, so it needs far fewer forward passes: at most the number of windows);
 * window sampling at a tenth of the budget (n = 1,000);
 * exact scoring, stride L (what the other experiments certify).
 
