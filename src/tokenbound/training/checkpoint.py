@@ -56,13 +56,16 @@ def atomic_write_json(path: Path, obj) -> None:
 
 
 def atomic_save_tensors(path: Path, tensors: dict, metadata: dict | None = None) -> None:
-    """`safetensors.torch.save_file` to a temporary name, then rename."""
+    """`safetensors.torch.save_file` to a temporary name, fsync, then rename (so a pointer
+    written after it, like ckpt/latest.json, never names a file a power loss truncated)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     clean = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
     try:
         save_file(clean, str(tmp), metadata=metadata)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
