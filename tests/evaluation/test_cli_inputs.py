@@ -13,7 +13,8 @@ from tokenbound.cli import main
 from tokenbound.data import write_stream
 from tokenbound.errors import UserError
 from tokenbound.evaluation import EvalConfig, evaluate, load_model_fn
-from tokenbound.evaluation.sources import ModelSource, is_training_run
+from tokenbound.evaluation.sources import ModelSource
+from tokenbound.training.run import is_training_run
 
 from .helpers import make_stream
 

@@ -98,27 +98,19 @@ def _run_report(args) -> dict:
 
 
 def _hf_report(args) -> dict:
-    from tokenbound.experiments.steps import compress_hf
+    from tokenbound.experiments.steps import compress_hf, read_json
+    from tokenbound.training.run import is_training_run
 
     if args.qat_steps:
         raise UserError("--qat-steps is for tokenbound runs; drop it with --hf")
     d = Path(args.hf)
-    hf_config = _json_or_empty(d / "config.json")
-    if (d / "train.json").is_file() or "model" in hf_config and "model_type" not in hf_config:
+    if is_training_run(d):
         raise UserError(f"--hf {d} is a tokenbound training run; pass it as RUN: "
                         f"tokenbound compress {d} --levels {args.levels} --out {args.out}")
-    if "model_type" not in hf_config:
+    if "model_type" not in (read_json(d / "config.json") or {}):
         raise UserError(f"--hf {d}: not a Hugging Face model directory (a config.json with "
                         "model_type and the weights)")
     return compress_hf(args.hf, args.out, _qcfg(args))
-
-
-def _json_or_empty(path: Path) -> dict:
-    try:
-        out = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return out if isinstance(out, dict) else {}
 
 
 def _show(report: dict, as_json: bool) -> int:

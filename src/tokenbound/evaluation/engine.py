@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from tokenbound.bounds.grids import ALPHA_GRID, BETTING_LAMBDAS, CENTERS, TOPK
-from tokenbound.errors import UserError
+from tokenbound.errors import OutDirMismatch, UserError
 from tokenbound.evaluation.fused import STATS, auto_batch_size, compile_fn, scoring_probe
 from tokenbound.evaluation.sampling import SHARD_STREAM, draw_windows
 from tokenbound.evaluation.scoring import score_windows
@@ -212,11 +212,11 @@ def check_or_write_manifest(out_dir: str, manifest: dict, write: bool = True) ->
         with open(path) as f:
             old = json.load(f)
         new = json.loads(json.dumps(manifest, default=_jsonable))
-        if _identity(old) != _identity(new, old):
-            diff = sorted(k for k in set(old) | set(new) if
-                          _identity(old).get(k) != _identity(new, old).get(k))
-            raise UserError(f"--out {out_dir} holds a different evaluation (differs in "
-                            f"{', '.join(diff)}); use a new --out directory")
+        was, now = _identity(old), _identity(new, old)
+        if was != now:
+            diff = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
+            raise OutDirMismatch(f"--out {out_dir} holds a different evaluation (differs in "
+                                 f"{', '.join(diff)}); use a new --out directory", diff)
     elif write:
         os.makedirs(os.path.join(out_dir, "shards"), exist_ok=True)
         _atomic_json(path, manifest)
@@ -302,8 +302,7 @@ def evaluate(model: ModelSource, stream, out_dir: str, cfg: EvalConfig, *,
         bar.close()
     n_done = _sum_over_ranks(n_todo, world)
     result_path = os.path.join(out_dir, "eval.json")
-    if n_done == 0 and all(os.path.exists(os.path.join(out_dir, f))
-                           for f in ("eval.json", "stats.npz")):
+    if n_done == 0 and is_finished(out_dir):
         with open(result_path) as f:  # finished before (same manifest, checked above): keep
             return json.load(f)        # its timing rather than one of 0 tokens in 0 s
     if rank == 0:
@@ -388,6 +387,11 @@ def _merge_and_write(out_dir, manifest, n_shards, draws, timing, config) -> Wind
                                for k in ("Y", "W", "Yk", "Wk")}}
     _atomic_json(os.path.join(out_dir, "eval.json"), result)
     return stats
+
+
+def is_finished(out_dir) -> bool:
+    """True when OUT holds a merged evaluation (eval.json and stats.npz)."""
+    return all(os.path.exists(os.path.join(out_dir, f)) for f in ("eval.json", "stats.npz"))
 
 
 def load_result(out_dir: str) -> tuple[WindowStats, dict]:

@@ -13,7 +13,6 @@ to the device of the input embedding, the logits come back from the last block's
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -116,22 +115,6 @@ ACCEPTED = ("a tokenbound message (.tbm, from tokenbound compress), a Hugging Fa
             "directory (config.json + weights) or a .gguf file")
 
 
-def is_training_run(path: str) -> bool:
-    """True when `path` is a `tokenbound train` run directory (training/run.py layout).
-
-    Its config.json is a TrainConfig (a "model" dict, "data_sha256"), not a transformers
-    config (which has "model_type"); train.json or ckpt/latest.json mark it as well."""
-    try:
-        with open(os.path.join(path, "config.json")) as f:
-            cfg = json.load(f)
-    except (OSError, ValueError):
-        return False
-    if not isinstance(cfg, dict) or "model_type" in cfg:
-        return False
-    return (isinstance(cfg.get("model"), dict) and "data_sha256" in cfg) or any(
-        os.path.isfile(os.path.join(path, f)) for f in ("train.json", "ckpt/latest.json"))
-
-
 def _from_pretrained(source: str, **kwargs):
     """transformers' `AutoModelForCausalLM.from_pretrained`, its failures as one-line
     UserErrors naming SOURCE and what --model accepts (out of memory is re-raised)."""
@@ -168,6 +151,8 @@ def load_model_fn(source: str, device: str = "cpu", dtype: str = "fp32",
         if not os.path.exists(os.path.join(source, "config.json")):
             raise UserError(f"--model {source!r} is a directory without config.json; pass a "
                             "Hugging Face model directory")
+        from tokenbound.training.run import is_training_run
+
         if is_training_run(source):
             raise UserError(f"{source} is a tokenbound training run; compress it first: "
                             f"tokenbound compress {source} --levels 17 --out {source}/model.tbm, "

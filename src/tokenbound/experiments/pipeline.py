@@ -29,12 +29,11 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from tokenbound.errors import UserError
+from tokenbound.errors import OutDirMismatch, UserError
 from tokenbound.experiments import recipes, steps
 from tokenbound.experiments.report import provenance, write_report
 
@@ -102,6 +101,7 @@ def run(recipe: Recipe, *, progress: bool = False, say=lambda msg: None) -> dict
     `total` their sum and `this_run` the wall time of this call; `steps_reused` names the steps
     whose outputs an earlier run made.
     """
+    from tokenbound.evaluation.engine import is_finished
     from tokenbound.training.run import is_complete
 
     out = Path(recipe.out).resolve()  # absolute: run dirs record their data path
@@ -124,13 +124,13 @@ def run(recipe: Recipe, *, progress: bool = False, say=lambda msg: None) -> dict
     message = out / "model.tbm"
     ev = clock.step("evaluate", lambda: _evaluate(message, data_dir / "train", out / "eval_train",
                                                   recipe.evaluate, progress),
-                    reused=_eval_done(out / "eval_train"), own=_eval_seconds)
+                    reused=is_finished(out / "eval_train"), own=_eval_seconds)
     held, held_status = None, _heldout_status(recipe, data_dir)
     if held_status is None:
         held = clock.step("evaluate heldout", lambda: _evaluate(
             message, data_dir / "heldout", out / "eval_heldout",
             recipes.heldout_eval(recipe.evaluate), progress),
-            reused=_eval_done(out / "eval_heldout"), own=_eval_seconds)
+            reused=is_finished(out / "eval_heldout"), own=_eval_seconds)
     elif recipe.heldout:
         say(f"[evaluate heldout] held-out loss {held_status}")
     cert = clock.step("bound", lambda: steps.certify(out / "eval_train", comp["total_bits"],
@@ -200,13 +200,10 @@ def _train(recipe: Recipe, data_dir: Path, out: Path, progress: bool) -> dict:
     try:
         return steps.train(data_dir, out / "train", recipe.model, recipe.train,
                            progress=progress)
-    except UserError as exc:
-        m = re.search(r"holds a run with a different configuration \(([^)]*)\)", str(exc))
-        if m is None:
-            raise
+    except OutDirMismatch as exc:
         raise UserError(
             f"{out} holds a model trained with other model/train settings (differs in "
-            f"{m.group(1)}); use a new --out directory for this recipe, or delete {out}/train "
+            f"{', '.join(exc.keys)}); use a new --out directory for this recipe, or delete {out}/train "
             f"and the files made from it ({', '.join(MADE_FROM_TRAIN)}) to retrain here"
         ) from None
 
@@ -216,12 +213,11 @@ MADE_FROM_TRAIN = ("model.tbm", "compress.json", "eval_train", "eval_heldout")
 
 def _trained_sha256(run_dir: Path) -> str | None:
     """sha256 of the trained weights of RUN (None when there are none)."""
-    import hashlib
-
+    from tokenbound.evaluation.sources import file_sha256
     from tokenbound.training.run import MODEL
 
     p = Path(run_dir) / MODEL
-    return hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None
+    return file_sha256(str(p)) if p.is_file() else None
 
 
 def _compress(recipe: Recipe, out: Path, clock: _Clock) -> dict:
@@ -274,18 +270,11 @@ def _evaluate(message: Path, stream_dir: Path, eval_dir: Path, cfg: dict, progre
     with advice that fits `run`."""
     try:
         return steps.evaluate(message, stream_dir, eval_dir, cfg, progress=progress)
-    except UserError as exc:
-        m = re.search(r"holds a different evaluation \(differs in ([^)]*)\)", str(exc))
-        if m is None:
-            raise
+    except OutDirMismatch as exc:
         stale = " and ".join(str(p) for p in sorted(eval_dir.parent.glob("eval_*")))
         raise UserError(f"{eval_dir} holds scores made with another model or other evaluate "
-                        f"settings (differs in {m.group(1)}); use a new --out directory for "
+                        f"settings (differs in {', '.join(exc.keys)}); use a new --out directory for "
                         f"this recipe, or delete {stale} to score again") from None
-
-
-def _eval_done(eval_dir: Path) -> bool:
-    return all((eval_dir / f).is_file() for f in ("eval.json", "stats.npz"))
 
 
 def _eval_seconds(ev: dict) -> float | None:

@@ -15,7 +15,7 @@ import json
 import shutil
 from pathlib import Path
 
-from tokenbound.errors import UserError
+from tokenbound.errors import OutDirMismatch, UserError
 
 CONFIG = "config.json"
 MODEL = "model.safetensors"
@@ -79,8 +79,9 @@ def check_run_dir(run_dir: Path, resolved: dict, force: bool) -> None:
     if device_kind(old.get("device", "auto")) != device_kind(resolved.get("device", "auto")):
         diff.append("device")
     if diff:
-        raise UserError(f"--out {run_dir} holds a run with a different configuration "
-                        f"({', '.join(diff)}); use a new --out, or --force to overwrite it")
+        raise OutDirMismatch(f"--out {run_dir} holds a run with a different configuration "
+                             f"({', '.join(diff)}); use a new --out, or --force to overwrite it",
+                             diff)
 
 
 def reset_run_dir(run_dir: Path) -> None:
@@ -89,6 +90,22 @@ def reset_run_dir(run_dir: Path) -> None:
     for name in (CONFIG, MODEL, SUMMARY):
         (run_dir / name).unlink(missing_ok=True)
     shutil.rmtree(run_dir / "ckpt", ignore_errors=True)
+
+
+def is_training_run(path) -> bool:
+    """True when `path` is a `tokenbound train` run directory (finished or not).
+
+    Its config.json is a TrainConfig (a "model" dict, "data_sha256"), not a transformers
+    config (which has "model_type"); train.json or ckpt/latest.json mark it as well."""
+    path = Path(path)
+    try:
+        cfg = json.loads((path / CONFIG).read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(cfg, dict) or "model_type" in cfg:
+        return False
+    return (isinstance(cfg.get("model"), dict) and "data_sha256" in cfg) or any(
+        (path / f).is_file() for f in (SUMMARY, "ckpt/latest.json"))
 
 
 def is_complete(run_dir: Path) -> bool:
