@@ -52,10 +52,11 @@ def run(args) -> int:
         raise UserError(f"{args.eval_dir}: no eval.json; run `tokenbound evaluate --out "
                         f"{args.eval_dir}` first (or let it finish)")
     code_bits = args.code_bits
+    ev = steps.read_json(Path(args.eval_dir) / "eval.json") or {}
+    model = ev.get("manifest", {}).get("model", {})
+    model = model if isinstance(model, dict) else {}
     if code_bits is not None:
-        ev = steps.read_json(Path(args.eval_dir) / "eval.json") or {}
-        model = ev.get("manifest", {}).get("model", {})
-        size = model.get("message_bytes") if isinstance(model, dict) else None
+        size = model.get("message_bytes")
         if size and code_bits < 8 * size:
             raise UserError(f"{args.eval_dir} scored a message of {size:,} bytes, so C is at least "
                             f"{8 * size:,} bits; pass --message {model.get('path', 'FILE')} "
@@ -66,9 +67,7 @@ def run(args) -> int:
             raise UserError(f"--message {args.message}: no such file")
         data = p.read_bytes()
         code_bits = 8 * len(data)
-        ev = steps.read_json(Path(args.eval_dir) / "eval.json") or {}
-        model = ev.get("manifest", {}).get("model", {})
-        want = model.get("sha256") if isinstance(model, dict) else None
+        want = model.get("sha256")
         if want and want != hashlib.sha256(data).hexdigest():
             raise UserError(f"--message {args.message} is not the model that was evaluated in "
                             f"{args.eval_dir} (sha256 differs); evaluate this message first")

@@ -63,10 +63,10 @@ def _doc(name: str) -> str:
 
 def build_config(args):
     """`TrainConfig` from parsed flags; the model's vocab_size defaults to the data's."""
-    from tokenbound.models import GPTConfig, config_from_args
-    from tokenbound.training import TrainConfig
     from pathlib import Path
 
+    from tokenbound.models import GPTConfig, config_from_args
+    from tokenbound.training import TrainConfig
     from tokenbound.training.run import open_data
 
     train_stream, _ = open_data(args.data)

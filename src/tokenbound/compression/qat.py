@@ -17,14 +17,14 @@ message stores and what is evaluated.
 
 from __future__ import annotations
 
-import math
-
 import logging
+import math
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call
+from tqdm import tqdm
 
 from tokenbound.compression.adapters import builder_for
 from tokenbound.compression.quantize import (QuantGroup, QuantizedState, _to_fp16, dequantized,
@@ -95,8 +95,6 @@ def qat_finetune(model, qstate: QuantizedState, batches, steps: int, lr: float,
     fixed = {pnames[n]: t.detach() for n, t in state.items() if n in set(qstate.raw_names)}
     model.train()
     it = iter(batches)
-    from tqdm import tqdm
-
     bar = tqdm(total=steps, desc="qat", unit="step", disable=None if progress is None
                else not progress)
     for step in range(steps):
@@ -111,9 +109,10 @@ def qat_finetune(model, qstate: QuantizedState, batches, steps: int, lr: float,
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        log.info("qat step %d/%d loss %.4f nats", step + 1, steps, loss.item())
+        nats = loss.item()
+        log.info("qat step %d/%d loss %.4f nats", step + 1, steps, nats)
         bar.update(1)
-        bar.set_postfix(loss=f"{loss.item() / math.log(2):.3f}b")
+        bar.set_postfix(loss=f"{nats / math.log(2):.3f}b")
     bar.close()
     model.eval()
     return _finalize(model, builder, qstate, latents, centroids)

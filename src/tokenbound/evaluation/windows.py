@@ -154,26 +154,16 @@ def window_inputs(tokens: np.ndarray, doc_offsets: np.ndarray, start_id: int, wi
     T = int(windows.input_len[idx[0]])
     if np.any(windows.input_len[idx] != T):
         raise ValueError("window_inputs needs windows of equal input length")
-    off = np.asarray(doc_offsets, dtype=np.int64)
-    # stream position of aug index u + t + 1, i.e. of the target at window offset t
-    tgt0 = np.where(windows.input_start[idx] < 0, off[windows.doc[idx]],
-                    windows.input_start[idx] + 1)  # (B,)
-    pos = tgt0[:, None] + np.arange(T, dtype=np.int64)[None, :]  # (B, T)
-    targets = np.asarray(tokens[pos.ravel()], dtype=np.int64).reshape(pos.shape)  # (B, T)
-    inputs = np.empty_like(targets)  # (B, T): inputs[t] = target[t - 1], first = aug[u]
-    inputs[:, 1:] = targets[:, :-1]
-    first_is_start = windows.input_start[idx] < 0
-    safe_start = np.maximum(windows.input_start[idx], 0)
-    inputs[:, 0] = np.where(first_is_start, start_id, np.asarray(tokens[safe_start], np.int64))
-    return inputs, targets
+    inputs, targets = padded_inputs(tokens, doc_offsets, start_id, windows, idx, start_id)
+    return inputs[:, :T], targets[:, :T]
 
 
 def padded_inputs(tokens: np.ndarray, doc_offsets: np.ndarray, start_id: int, windows: Windows,
                   idx: np.ndarray, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
     """Inputs and targets of windows `idx` of any lengths, right-padded to `L` with `pad_id`.
 
-    Row b equals `window_inputs` of window `idx[b]` in its first `input_len` columns; the rest is
-    `pad_id` (inputs and targets). A causal model's outputs at the real positions see no padding,
+    Row b holds window `idx[b]`'s inputs `aug[u : u + n]` and targets `aug[u + 1 : u + n + 1]`
+    in its first `n = input_len` columns; the rest is `pad_id` (inputs and targets). A causal model's outputs at the real positions see no padding,
     and every forward pass has the same shape `(B, L)`, so a token's logits never depend on
     where its document ends (DESIGN 3, 7.1: shape-dependent kernels round differently).
 

@@ -32,7 +32,7 @@ def resolve_device(name: str, world: int) -> torch.device:
     from tokenbound.errors import UserError
 
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+        name = device_kind(name)
     if name == "cuda" and world > 1:
         name = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
     dev = torch.device(name)  # the name was checked by TrainConfig
