@@ -80,10 +80,41 @@ def test_prepare_fasta_with_chars(tmp_path):
                  "--tokenizer", "chars:ACDEFGHIKLMNPQRSTVWY"]) == 0
     s = open_stream(out / "train")
     names = s.doc_names
-    assert s.meta["tokenizer"] == "chars:ACDEFGHIKLMNPQRSTVWY" and s.vocab_size == 20
+    assert s.meta["tokenizer"] == "chars:ACDEFGHIKLMNPQRSTVWY" and s.vocab_size == 22
+    assert (s.eot_id, s.start_id, s.meta["eot_delimited"]) == (20, 21, True)
     i = names.index("s3")
-    # M=10, K=8, V=17, A=0, W=18, L=9 (positions in the alphabet)
-    assert s.doc(i).tolist() == [10, 8, 17, 0, 0, 0, 18, 9]
+    # M=10, K=8, V=17, A=0, W=18, L=9 (positions in the alphabet), then the closing EOT 20
+    assert s.doc(i).tolist() == [10, 8, 17, 0, 0, 0, 18, 9, 20]
+    assert s.meta["n_bytes"] == sum(len(f"MKV{'A' * k}WL") for k in range(30)
+                                    if f"s{k}" in names)  # residues only, EOT excluded
+
+
+def test_legacy_chars_stream_opens_and_is_not_reused(tmp_path, capsys):
+    """A stream prepared with the old chars: layout (vocab = alphabet, no EOT, start 0) opens
+    as its meta says, and prepare with the same spec and request does not pass it off as the
+    new layout (it asks for --force)."""
+    from tokenbound.data import write_stream
+    from tokenbound.data.prepare import make_request
+
+    fa = tmp_path / "seqs.faa"
+    fa.write_text("".join(f">s{i}\nACG{'T' * i}\n" for i in range(10)))
+    out = tmp_path / "out"
+    tok = tokenizer_from_spec("chars:ACGT")
+    request = make_request(str(fa.absolute()), tok, heldout_fraction=None, doc_separator=None,
+                           glob="*", text_column="text")
+    for split in ("train", "heldout"):
+        write_stream(out / split, [np.array([0, 1, 2, 3])],
+                     dict(tokenizer="chars:ACGT", vocab_size=4, eot_id=None, start_id=0,
+                          request=request))
+    old = open_stream(out / "train", verify=True)
+    assert (old.vocab_size, old.eot_id, old.start_id, old.doc(0).tolist()) == (4, None, 0,
+                                                                                [0, 1, 2, 3])
+    assert old.tokens.dtype == np.uint16
+    assert _prepare("--corpus", str(fa), "--out", str(out), "--tokenizer", "chars:ACGT") == 2
+    assert "--force" in capsys.readouterr().err
+    assert _prepare("--corpus", str(fa), "--out", str(out), "--tokenizer", "chars:ACGT",
+                    "--force") == 0
+    assert (open_stream(out / "train").vocab_size, open_stream(out / "train").eot_id) == (6, 4)
 
 
 def _prepare(*args):

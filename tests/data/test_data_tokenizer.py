@@ -24,9 +24,15 @@ def test_chars_ids_escapes_and_start():
     tok = tokenizer_from_spec("chars:ACGT")
     assert tok.encode("GATTACA").tolist() == [2, 0, 3, 3, 0, 1, 0]
     assert tok.decode([2, 0, 3]) == "GAT"
-    assert (tok.vocab_size, tok.eot_id, tok.start_id) == (4, None, 0)
+    # end-of-text and start are symbols of their own, after the alphabet (no real symbol is
+    # context-only, and the closing EOT makes the bound independent of the layout)
+    assert (tok.vocab_size, tok.eot_id, tok.start_id) == (6, 4, 5)
+    assert tok.encode_document("GAT", "d").tolist() == [2, 0, 3, 4]
+    assert tok.decode([5, 2, 0, 3, 4]) == "GAT"  # start and EOT decode to nothing
+    with pytest.raises(ValueError, match="outside"):
+        tok.decode([6])
     nl = tokenizer_from_spec("chars:ab\\n")
-    assert nl.vocab_size == 3 and nl.start_id == 2  # the newline's id
+    assert (nl.vocab_size, nl.eot_id, nl.start_id) == (5, 3, 4)  # a newline is a plain symbol
     assert tokenizer_from_spec(nl.spec).encode("ba\n").tolist() == [1, 0, 2]
     assert unescape(escape("a\\b\n\t")) == "a\\b\n\t"
 

@@ -88,7 +88,7 @@ def run(args) -> int:
     request = make_request(corpus_id, tok, heldout_fraction=args.heldout_fraction,
                            doc_separator=separator, glob=args.glob, text_column=args.text_column)
     out = Path(args.out)
-    if all(existing_status(out, request, args.force).values()):
+    if all(existing_status(out, request, args.force, tok).values()):
         _print_summary([open_stream(out / s) for s in ("train", "heldout")], [True, True])
         return 0
     corpus = load_corpus(args.corpus, heldout_fraction=args.heldout_fraction,

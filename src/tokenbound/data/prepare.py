@@ -59,8 +59,16 @@ def _same_request(stored, request: dict) -> bool:
     return stored == request
 
 
-def existing_status(out: Path, request: dict, force: bool) -> dict[str, bool]:
-    """split -> True when `out/split` already holds this request's stream (skip it).
+def _same_layout(meta: dict, tok: Tokenizer) -> bool:
+    """The stream's recorded ids are the tokenizer's (a `chars:` spec had another layout in
+    earlier versions: same spec, other vocab_size, eot_id and start_id)."""
+    return ((meta.get("vocab_size"), meta.get("eot_id"), meta.get("start_id"))
+            == (tok.vocab_size, tok.eot_id, tok.start_id))
+
+
+def existing_status(out: Path, request: dict, force: bool, tok: Tokenizer) -> dict[str, bool]:
+    """split -> True when `out/split` already holds this request's stream, with `tok`'s
+    vocab_size, eot_id and start_id (skip it).
 
     UserError when a split directory holds something else and `force` is False."""
     status = {}
@@ -69,7 +77,8 @@ def existing_status(out: Path, request: dict, force: bool) -> dict[str, bool]:
         if not d.exists() or (d.is_dir() and not any(d.iterdir())):
             status[split] = False
             continue
-        same = is_stream(d) and _same_request(open_stream(d).meta.get("request"), request)
+        meta = open_stream(d).meta if is_stream(d) else {}
+        same = _same_request(meta.get("request"), request) and _same_layout(meta, tok)
         if not same and not force:
             raise UserError(f"{d} already exists and was not prepared with these settings "
                             f"(or from this content of the corpus); "
@@ -115,7 +124,7 @@ def prepare_corpus(corpus: Corpus, tok: Tokenizer, out: str | Path, request: dic
     from tqdm.auto import tqdm
 
     out = Path(out)
-    skip = existing_status(out, request, force)
+    skip = existing_status(out, request, force, tok)
     results = []
     for split in SPLITS:
         docs = corpus.split(split)

