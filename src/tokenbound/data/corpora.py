@@ -9,10 +9,11 @@ Named corpora:
   (`sysconfig.get_paths()["stdlib"]`), one document per file, sorted by relative path, without
   directories named in `PYSTDLIB_EXCLUDED_DIRS` (third-party packages, test suites, GUI code).
 
-Anything else is a path (see `tokenbound.data.files`). For `pystdlib` and paths the held-out
-set is `hash_heldout(name, fraction)`: the first 8 bytes of sha256(name) read as a big-endian
-integer, below `fraction * 2**64`; it depends on the document's name only, never on the order
-or on the other documents.
+Anything else is a path (see `tokenbound.data.files`; a token file `.bin` is read with the
+tokenizer passed to `load_corpus`). For `pystdlib` and paths the held-out set is
+`hash_heldout(name, fraction)`: the first 8 bytes of sha256(name) read as a big-endian integer,
+below `fraction * 2**64`; it depends on the document's name only, never on the order or on the
+other documents.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tokenbound.data.files import (FASTA_SUFFIXES, JSONL_SUFFIXES, Document, is_hf_dataset,
-                                   read_fasta, read_hf_dataset, read_jsonl, read_text_dir,
-                                   read_text_file, read_utf8)
+from tokenbound.data.files import (FASTA_SUFFIXES, JSONL_SUFFIXES, TOKEN_SUFFIXES, Document,
+                                   TokenDocument, is_hf_dataset, read_fasta, read_hf_dataset,
+                                   read_jsonl, read_text_dir, read_text_file, read_token_file,
+                                   read_utf8)
+from tokenbound.data.tokenizer import Tokenizer
 from tokenbound.errors import UserError
 
 SHAKESPEARE_HELDOUT = ("titus-andronicus", "troilus-and-cressida", "twelfth-night",
@@ -43,10 +46,11 @@ _HEADING = re.compile(r"^#")
 
 @dataclass(frozen=True)
 class Corpus:
-    """Documents in their fixed order, a held-out flag per document, and provenance."""
+    """Documents in their fixed order, a held-out flag per document, and provenance. The
+    documents of a token file are `TokenDocument`s (ids), all others `Document`s (text)."""
 
     name: str
-    documents: list[Document]
+    documents: list[Document] | list[TokenDocument]
     heldout: list[bool]
     split_rule: str
     info: dict = field(default_factory=dict)
@@ -146,14 +150,26 @@ def _hashed(name: str, docs: list[Document], fraction: float, info: dict) -> Cor
     return Corpus(name, docs, held, rule, dict(info, heldout_fraction=fraction))
 
 
+def _token_file(path: Path, tokenizer: Tokenizer | None) -> list[TokenDocument]:
+    """`read_token_file` with the tokenizer that wrote the file (never `bytes` by default)."""
+    if tokenizer is None or tokenizer.spec == "bytes":
+        raise UserError(f"{path} is a token file: pass the tokenizer that wrote it, e.g. "
+                        f"--tokenizer hf:PATH/tokenizer.json (its vocabulary and end-of-text id "
+                        f"say how to read the file)")
+    return read_token_file(path, tokenizer.vocab_size, tokenizer.eot_id)
+
+
 def from_path(path: Path, fraction: float, separator: str | None = None, glob: str = "*",
-              text_column: str = "text") -> Corpus:
-    """A path corpus: FASTA file, JSON Lines file (one document per line, its `text_column`
-    field), saved HF dataset, directory of text files, or a text file."""
+              text_column: str = "text", tokenizer: Tokenizer | None = None) -> Corpus:
+    """A path corpus: token file (.bin, read with `tokenizer`), FASTA file, JSON Lines file
+    (one document per line, its `text_column` field), saved HF dataset, directory of text
+    files, or a text file."""
     if not path.exists():
         raise UserError(f"corpus {path} does not exist; give shakespeare, pystdlib or a path")
     suffix = path.suffix.lower() if path.is_file() else ""
-    if suffix in FASTA_SUFFIXES:
+    if suffix in TOKEN_SUFFIXES:
+        kind, docs = "token-file", _token_file(path, tokenizer)
+    elif suffix in FASTA_SUFFIXES:
         kind, docs = "fasta", read_fasta(path)
     elif suffix in JSONL_SUFFIXES:
         kind, docs = "jsonl", read_jsonl(path, text_column)
@@ -193,8 +209,9 @@ def source_fingerprint(name: str) -> str:
 
 def load_corpus(name: str, *, heldout_fraction: float | None = None,
                 doc_separator: str | None = None, glob: str = "*",
-                text_column: str = "text") -> Corpus:
-    """Load a named corpus or a path; UserError when nothing is left to train on."""
+                text_column: str = "text", tokenizer: Tokenizer | None = None) -> Corpus:
+    """Load a named corpus or a path; UserError when nothing is left to train on.
+    `tokenizer` is needed (and used) only to read a token file."""
     if heldout_fraction is not None and not 0.0 <= heldout_fraction < 1.0:
         raise UserError(f"--heldout-fraction {heldout_fraction} must be in [0, 1)")
     fraction = DEFAULT_HELDOUT_FRACTION if heldout_fraction is None else heldout_fraction
@@ -205,7 +222,8 @@ def load_corpus(name: str, *, heldout_fraction: float | None = None,
     elif name == "pystdlib":
         corpus = pystdlib(fraction)
     else:
-        corpus = from_path(Path(name).expanduser(), fraction, doc_separator, glob, text_column)
+        corpus = from_path(Path(name).expanduser(), fraction, doc_separator, glob, text_column,
+                           tokenizer)
     if not corpus.documents:
         raise UserError(f"corpus {name} has no (non-empty) documents")
     if not corpus.split("train"):

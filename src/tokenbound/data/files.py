@@ -12,15 +12,20 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
+from tokenbound.data.stream import dtype_for_vocab
 from tokenbound.errors import UserError
 
 log = logging.getLogger(__name__)
 
 FASTA_SUFFIXES = (".fa", ".fasta", ".faa")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
+TOKEN_SUFFIXES = (".bin",)
+_SCAN = 1 << 24  # tokens per chunk when scanning a token file
 HF_MARKERS = ("dataset_dict.json", "state.json")
 
 
@@ -30,6 +35,22 @@ class Document:
 
     name: str
     text: str
+
+
+@dataclass(frozen=True, eq=False)
+class TokenDocument:
+    """One pre-tokenized document of a token file: a unique `name` and its ids
+    `source[start:end]` (closing end-of-text id included when the tokenizer has one)."""
+
+    name: str
+    source: np.ndarray = field(repr=False)  # (m,) the whole file, memory-mapped
+    start: int
+    end: int
+
+    @property
+    def ids(self) -> np.ndarray:
+        """(n,) uint16/uint32 view of the file."""
+        return self.source[self.start:self.end]
 
 
 def read_utf8(path: Path) -> str:
@@ -132,6 +153,52 @@ def read_jsonl(path: Path, field: str = "text") -> list[Document]:
                             f"a string; pass --text-column NAME")
         docs.append(Document(f"{path.name}:{lineno}", text or ""))
     return _nonempty(docs, path)
+
+
+def _scan_token_file(tokens: np.ndarray, eot_id: int | None) -> tuple[int, np.ndarray]:
+    """(largest id, end offsets of the EOT-closed pieces) of a (m,) token array, in chunks."""
+    top, ends = -1, [np.zeros(0, dtype=np.int64)]
+    for i in range(0, len(tokens), _SCAN):
+        chunk = np.asarray(tokens[i:i + _SCAN])
+        top = max(top, int(chunk.max()))
+        if eot_id is not None:
+            ends.append(np.flatnonzero(chunk == eot_id).astype(np.int64) + (i + 1))
+    return top, np.concatenate(ends)
+
+
+def read_token_file(path: Path, vocab_size: int, eot_id: int | None) -> list[TokenDocument]:
+    """Documents of a flat token file (nanoGPT's `train.bin`): little-endian ids of the stream
+    dtype for `vocab_size` (uint16 when vocab_size <= 65,536, else uint32), documents closed by
+    `eot_id` (each ends with it; the file must end with it). Without an EOT id the whole file is
+    one document. Names `FILE#k`, k counting the EOT-closed pieces from 0; a piece that is only
+    the EOT id (an empty document) is dropped."""
+    dtype = dtype_for_vocab(vocab_size)
+    size = path.stat().st_size
+    if size % dtype.itemsize:
+        raise UserError(f"{path} has {size:,} bytes, not a whole number of {dtype.name} token "
+                        f"ids; is it a token file of this tokenizer?")
+    m = size // dtype.itemsize
+    tokens = np.memmap(path, dtype=dtype, mode="r", shape=(m,)) if m else np.zeros(0, dtype)
+    if m == 0:
+        return []
+    top, ends = _scan_token_file(tokens, eot_id)
+    if top >= vocab_size:
+        raise UserError(f"{path} holds token id {top:,}, outside the tokenizer's vocabulary "
+                        f"[0, {vocab_size:,}); pass the --tokenizer that wrote the file")
+    if eot_id is None:
+        ends = np.array([m], dtype=np.int64)
+    elif ends.size == 0 or ends[-1] != m:
+        tail = m - (int(ends[-1]) if ends.size else 0)
+        raise UserError(f"{path}: the last {tail:,} tokens are not closed by the end-of-text id "
+                        f"{eot_id}; documents must each end with it (is the EOT prepended, the "
+                        f"file truncated, or --eot another token?)")
+    starts = np.concatenate([[0], ends[:-1]])
+    docs = [TokenDocument(f"{path.name}#{k}", tokens, int(a), int(b))
+            for k, (a, b) in enumerate(zip(starts.tolist(), ends.tolist()))]
+    kept = [d for d in docs if d.end - d.start > (eot_id is not None)]
+    if len(kept) < len(docs):
+        log.info("%s: dropped %d empty documents", path, len(docs) - len(kept))
+    return kept
 
 
 def is_hf_dataset(path: Path) -> bool:

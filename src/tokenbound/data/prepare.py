@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from tokenbound.data.corpora import Corpus
-from tokenbound.data.files import Document
+from tokenbound.data.files import TokenDocument
 from tokenbound.data.stream import TokenStream, is_stream, open_stream
 from tokenbound.data.tokenizer import Tokenizer
 from tokenbound.data.write import write_stream
@@ -37,7 +37,7 @@ class SplitSummary:
 
     split: str
     stream: TokenStream
-    n_bytes: int  # UTF-8 bytes of the documents' text (EOT tokens excluded)
+    n_bytes: int  # UTF-8 bytes of the documents' text (EOT tokens excluded; `_text_bytes`)
     skipped: bool  # True: an identical stream already existed and was kept
 
 
@@ -87,24 +87,50 @@ def existing_status(out: Path, request: dict, force: bool, tok: Tokenizer) -> di
     return status
 
 
-def _token_docs(docs: list[Document], tok: Tokenizer, bar) -> Iterator[np.ndarray]:
-    """Encode documents in order (batched for `hf:`/`gguf:`), closing EOT appended."""
+def _is_tokens(chunk: list) -> bool:
+    return bool(chunk) and isinstance(chunk[0], TokenDocument)
+
+
+def _text_bytes(docs: list, tok: Tokenizer) -> list[int]:
+    """UTF-8 bytes of each document's text, closing EOT excluded: of the text itself, or of a
+    token document's ids decoded with `tok` (batched for `hf:`/`gguf:`)."""
+    decode_many = getattr(tok, "decode_many", None)
+    if decode_many is None:
+        def decode_many(seqs):
+            return [tok.decode(ids) for ids in seqs]
+    cut = 0 if tok.eot_id is None else 1
+    sizes = []
+    for i in range(0, len(docs), _BATCH):
+        chunk = docs[i:i + _BATCH]
+        if _is_tokens(chunk):
+            texts = decode_many([d.ids[:len(d.ids) - cut] for d in chunk])
+        else:
+            texts = [d.text for d in chunk]
+        sizes.extend(len(t.encode("utf-8")) for t in texts)
+    return sizes
+
+
+def _token_docs(docs: list, tok: Tokenizer, sizes: list[int], bar) -> Iterator[np.ndarray]:
+    """Token ids of the documents in order: token documents as they are, text encoded (batched
+    for `hf:`/`gguf:`) with the closing EOT appended. `sizes`: bytes per document (progress)."""
     batch_encode = getattr(tok, "encode_many", None)
     for i in range(0, len(docs), _BATCH):
         chunk = docs[i:i + _BATCH]
-        if batch_encode is None:
+        if _is_tokens(chunk):
+            encoded = [np.asarray(d.ids) for d in chunk]
+        elif batch_encode is None:
             encoded = [tok.encode_document(d.text, d.name) for d in chunk]
         else:
             encoded = [ids if tok.eot_id is None else np.append(ids, np.int64(tok.eot_id))
                        for ids in batch_encode([d.text for d in chunk])]
-        for d, ids in zip(chunk, encoded):
+        for d, ids, n in zip(chunk, encoded, sizes[i:i + _BATCH]):
             if ids.size == 0:
                 raise UserError(f"document {d.name} encodes to no tokens; remove it")
-            bar.update(len(d.text.encode("utf-8")))
+            bar.update(n)
             yield ids
 
 
-def _meta(corpus: Corpus, split: str, docs: list[Document], tok: Tokenizer, request: dict,
+def _meta(corpus: Corpus, split: str, docs: list, tok: Tokenizer, request: dict,
           n_bytes: int) -> dict:
     from tokenbound import __version__ as version
 
@@ -128,7 +154,8 @@ def prepare_corpus(corpus: Corpus, tok: Tokenizer, out: str | Path, request: dic
     results = []
     for split in SPLITS:
         docs = corpus.split(split)
-        n_bytes = sum(len(d.text.encode("utf-8")) for d in docs)
+        sizes = _text_bytes(docs, tok)
+        n_bytes = sum(sizes)
         if skip[split]:
             results.append(SplitSummary(split, open_stream(out / split), n_bytes, True))
             continue
@@ -136,7 +163,7 @@ def prepare_corpus(corpus: Corpus, tok: Tokenizer, out: str | Path, request: dic
             log.warning("the %s split of %s is empty", split, corpus.name)
         with tqdm(total=n_bytes, unit="B", unit_scale=True, desc=f"tokenize {split}",
                   disable=not progress, leave=False) as bar:
-            stream = write_stream(out / split, _token_docs(docs, tok, bar),
+            stream = write_stream(out / split, _token_docs(docs, tok, sizes, bar),
                                   _meta(corpus, split, docs, tok, request, n_bytes),
                                   overwrite=True)
         results.append(SplitSummary(split, stream, n_bytes, False))

@@ -182,6 +182,11 @@ class HFTokenizer(Tokenizer):
         return self._tk.decode([int(i) for i in np.asarray(ids).reshape(-1)],
                                skip_special_tokens=False)
 
+    def decode_many(self, seqs: list) -> list[str]:
+        """Batch `decode` (parallel inside the tokenizers library)."""
+        return self._tk.decode_batch([np.asarray(ids).reshape(-1).tolist() for ids in seqs],
+                                     skip_special_tokens=False)
+
 
 def _sha256_file(path: Path) -> str:
     h = hashlib.sha256()

@@ -61,7 +61,7 @@ def prepare(corpus: str, tokenizer: str, out: str | Path, *, max_train_docs: int
     if "doc_separator" in given:
         given["doc_separator"] = unescape(given["doc_separator"])
     tok = tokenizer_from_spec(tokenizer)
-    corp = load_corpus(corpus, **given)
+    corp = load_corpus(corpus, tokenizer=tok, **given)
     if "doc_separator" in given and corp.info.get("kind") != "text-file":
         raise UserError(f"doc_separator applies to a single text file corpus only, and "
                         f"{corpus} is not one; remove it")
