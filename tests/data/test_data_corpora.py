@@ -115,7 +115,7 @@ def test_saved_hf_dataset_without_pyarrow(tmp_path):
         pytest.skip("pyarrow is installed")
     (tmp_path / "ds").mkdir()
     (tmp_path / "ds" / "state.json").write_text('{"_data_files": []}')
-    with pytest.raises(UserError, match="pip install datasets"):
+    with pytest.raises(UserError, match=r"needs pyarrow: pip install 'tokenbound\[datasets\]'"):
         load_corpus(str(tmp_path / "ds"))
 
 

@@ -225,7 +225,7 @@ def test_token_file_errors(tmp_path, tiny_hf, capsys):
     _nanogpt_bin(tmp_path / "big.bin", [np.array([5, 299, 300, 0])])
     (tmp_path / "odd.bin").write_bytes(b"\x05\x00\x00")
     cases = [
-        (["open.bin"], "open.bin is a token file: pass"),  # default tokenizer bytes: refused, not guessed
+        (["open.bin"], "open.bin is a token file: pass"),  # default bytes: refused, not guessed
         (["open.bin", "--tokenizer", "bytes"], "pass the tokenizer that wrote it"),
         (["open.bin", "--tokenizer", spec], "the last 2 tokens are not closed by the end-of"),
         (["big.bin", "--tokenizer", spec], "holds token id 300, outside"),

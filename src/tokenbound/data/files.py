@@ -230,13 +230,14 @@ def _read_arrow_column(path: Path, column: str) -> list:
 
 def read_hf_dataset(root: Path, column: str = "text") -> list[Document]:
     """A directory written by `datasets` `save_to_disk` (a Dataset, or a DatasetDict whose
-    splits are read in the order of dataset_dict.json). Read with pyarrow; names
-    `SPLIT/ROW` (`ROW` for a single Dataset)."""
+    splits are read in the order of dataset_dict.json). Read with pyarrow (the extra
+    `tokenbound[datasets]`; `datasets` itself is not needed); names `SPLIT/ROW` (`ROW` for a
+    single Dataset)."""
     try:
         import pyarrow  # noqa: F401
     except ImportError:
         raise UserError(f"{root} is a saved Hugging Face dataset; reading it needs pyarrow: "
-                        f"pip install datasets") from None
+                        f"pip install 'tokenbound[datasets]' (or pip install pyarrow)") from None
     if (root / "dataset_dict.json").is_file():
         splits = json.loads((root / "dataset_dict.json").read_text())["splits"]
         parts = [(f"{s}/", root / s) for s in splits]
