@@ -24,3 +24,23 @@ def test_file_system_errors_are_one_line_and_verbose_goes_anywhere(tmp_path, cap
     calc = ["--method", "azuma", "--mean", "3", "--tokens", "1000", "--code-bits", "80",
             "--range", "8", "--offset", "0"]
     assert main(["calc", "-v", *calc]) == 0 and main(["-v", "calc", *calc]) == 0
+
+
+def _help(command, capsys):
+    import pytest
+
+    from tokenbound.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    return " ".join(capsys.readouterr().out.split())  # argparse's line breaks undone
+
+
+def test_help_texts_say_what_the_flags_do(capsys):
+    train = _help("train", capsys)
+    assert "--vocab-size VOCAB_SIZE vocabulary size V; logits have shape (B, T, V) (default: " \
+           "the training data's vocab_size)" in train
+    assert "(default: 256)" in _help("model-info", capsys)  # there it is GPTConfig's default
+    assert "the separator text is deleted" in _help("prepare", capsys)
+    assert "--no-progress no progress bar" in _help("evaluate", capsys)

@@ -207,3 +207,11 @@ def test_tokenizer_check_in_the_engine(tmp_path, bigram_source, model_tok, strea
                                                       f"stream was prepared with "
                                                       f"{stream_tok!r}")):
             evaluate(src, st, str(tmp_path / "o"), EvalConfig(context_len=8))
+
+
+def test_evaluate_no_progress(pipeline, tmp_path, capsys):
+    _, data, _, _, msg = pipeline
+    assert _evaluate(msg, data / "train", tmp_path / "a") == 0
+    assert "scoring" in capsys.readouterr().err  # the tqdm bar, on stderr
+    assert _evaluate(msg, data / "train", tmp_path / "b", "--no-progress") == 0
+    assert "scoring" not in capsys.readouterr().err

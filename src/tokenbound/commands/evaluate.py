@@ -56,6 +56,7 @@ def add_arguments(parser) -> None:
     a("--device-map", choices=("auto",), default=None,
       help="split a Hugging Face/GGUF model larger than one device over the devices (accelerate)")
     a("--verify-data", action="store_true", help="recompute the stream's sha256 first")
+    a("--no-progress", action="store_true", help="no progress bar")
 
 
 def _batch_size(text: str):
@@ -135,7 +136,8 @@ def run(args) -> int:
                      n_samples=args.samples, seed=args.seed, batch_size=args.batch_size,
                      device=device, dtype=args.dtype, shard_tokens=args.shard_tokens,
                      vocab_chunk=args.vocab_chunk, compile=args.compile, stats=args.stats)
-    res = evaluate(model, stream, args.out, cfg, rank=rank, world=world, progress=True)
+    res = evaluate(model, stream, args.out, cfg, rank=rank, world=world,
+                   progress=not args.no_progress)
     if rank == 0:
         print(_summary(res))
         print(f"wrote {os.path.join(args.out, 'stats.npz')} and "

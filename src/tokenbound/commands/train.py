@@ -50,7 +50,7 @@ def add_arguments(parser) -> None:
     g.add_argument("--force", action="store_true",
                    help="overwrite an existing RUN that has a different configuration")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_model_arguments(parser)
+    add_model_arguments(parser, defaults={"vocab_size": "the training data's vocab_size"})
 
 
 def _doc(name: str) -> str:

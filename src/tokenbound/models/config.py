@@ -177,18 +177,21 @@ _ARCH_HELP = ("shorthand for --linear: parametrize attn and mlp (and an untied h
               "this kind: " + ", ".join(LINEAR_KINDS))
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+def add_model_arguments(parser: argparse.ArgumentParser,
+                        defaults: dict[str, str] | None = None) -> None:
     """Add one `--field-name` flag per `GPTConfig` field (help from the field docs) + `--arch`.
 
     Flags default to `None` (= not given) so that `config_from_args` can override a base config
-    with only what the user wrote.
+    with only what the user wrote. `defaults`: field -> the default in words, for fields whose
+    default the command takes from elsewhere (train: vocab_size from the data).
     """
     group = parser.add_argument_group("model")
     group.add_argument("--arch", choices=LINEAR_KINDS, default=None, help=_ARCH_HELP)
     for f in dataclasses.fields(GPTConfig):
         flag = "--" + f.name.replace("_", "-")
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default
-        helptext = f"{f.metadata['help']} (default: {_show(default)})"
+        shown = (defaults or {}).get(f.name, _show(default))
+        helptext = f"{f.metadata['help']} (default: {shown})"
         if isinstance(default, bool):
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
                                help=helptext)
