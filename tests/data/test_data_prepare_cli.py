@@ -235,3 +235,21 @@ def test_token_file_errors(tmp_path, tiny_hf, capsys):
         assert _prepare("--corpus", str(tmp_path / name), "--out", out, *args) == 2, name
         err = capsys.readouterr().err
         assert msg in err and "Traceback" not in err and err.count("\n") == 1, err
+
+
+def test_n_bytes_for_bits_per_byte(corpus_dir, tmp_path, tiny_hf):
+    """Every prepared stream records the UTF-8 bytes of its text (EOT excluded), whatever the
+    tokenizer, so bits/token convert to bits/byte; a stream written without it says None."""
+    from tokenbound.data import write_stream
+
+    tiny_hf(tmp_path / "tokenizer.json")
+    for spec in ("bytes", f"hf:{tmp_path / 'tokenizer.json'}"):
+        out = tmp_path / spec[:2]
+        assert main(["prepare", "--corpus", str(corpus_dir), "--out", str(out),
+                     "--tokenizer", spec]) == 0
+        s = open_stream(out / "train")
+        assert s.n_bytes == sum(len(TEXTS[n].encode("utf-8")) for n in s.doc_names)
+        assert (s.n_bytes == len(s)) == (spec == "bytes")  # BPE: fewer tokens (EOT included)
+    bare = write_stream(tmp_path / "bare", [np.array([1, 2])],
+                        dict(tokenizer="bytes", vocab_size=256, eot_id=None, start_id=10))
+    assert bare.n_bytes is None

@@ -12,6 +12,10 @@ Layout of a stream directory `DIR` (format version 1):
     DIR/doc_offsets.npy  int64 (n_docs + 1,), [0, ..., m]; doc d = tokens[off[d]:off[d+1]]
     DIR/meta.json        written last; see `REQUIRED_KEYS` (+ free-form provenance)
 
+`tokenbound prepare` also records `n_bytes` in meta.json for every tokenizer: the UTF-8 bytes
+of the text the stream stands for (closing EOT tokens count none; `TokenStream.n_bytes`), so
+that bits per token convert to bits per byte, which compare across tokenizers.
+
 The offsets always live in the `.npy` sidecar (one code path, whatever the corpus size);
 `meta.json` records their sha256 next to the sha256 of `tokens.bin`.
 
@@ -109,6 +113,15 @@ class TokenStream:
                 "eot_id")
         blob = json.dumps({k: self.meta.get(k) for k in keys}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
+
+    @property
+    def n_bytes(self) -> int | None:
+        """UTF-8 bytes of the documents' text (`meta["n_bytes"]`; closing EOT tokens count no
+        bytes; a token file's documents decoded with its tokenizer), None for a stream written
+        without it. A mean (or bound) of B bits per token over the stream's m tokens, EOT
+        included, is `B * len(self) / n_bytes` bits per byte."""
+        value = self.meta.get("n_bytes")
+        return None if value is None else int(value)
 
     @property
     def n_docs(self) -> int:
