@@ -5,9 +5,12 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from scipy.stats import binom
 
 from tokenbound.cli import main
+from tokenbound.commands.calc import compute
 
 BASE = ["calc", "--mean", "3.2", "--tokens", "4796184", "--code-bits", "128015", "--json"]
 
@@ -58,6 +61,41 @@ def test_azuma_sampled_formula(capsys):
     assert r["sampling_term"] == pytest.approx(samp) and r["random_guess"] is None
 
 
+def test_samples_at_least_tokens_keep_the_sampling_term(capsys):
+    # n >= M draws with replacement need not cover every token (DESIGN 2.5): same formula as n < M
+    args = ["calc", "--method", "azuma", "--mean", "0.5", "--tokens", "1000", "--code-bits", "0",
+            "--range", "1", "--delta", "0.01", "--json"]
+    for n in (999, 1000, 5000):
+        r = _json(capsys, *args, "--samples", str(n))
+        d1, d2 = 0.01 * n / (n + 1000), 0.01 * 1000 / (n + 1000)
+        assert r["delta_1"] == pytest.approx(d1, rel=1e-12) and r["delta_2"] == pytest.approx(d2)
+        samp = math.sqrt(math.log(1 / d2) / (2 * n))
+        comp = math.sqrt(math.log(1 / d1) / 2000)
+        assert r["sampling_term"] == pytest.approx(samp, rel=1e-12)
+        assert r["bound"] == pytest.approx(0.5 + comp + samp, rel=1e-12)
+    assert _json(capsys, *args, "--samples", "1000")["bound"] == pytest.approx(0.6029399569316798)
+
+
+def test_sampled_coverage_with_n_equal_to_tokens():
+    """Monte Carlo coverage of calc's sampled azuma bound at M = n = 1000 (seeded, ~0.1 s).
+
+    Losses X_i = c * Bernoulli(1/2), i.i.d., so the conditional risk is c/2 exactly. A trial draws
+    the M losses and then n positions uniformly with replacement; only the count of ones matters,
+    so it is drawn as Binomial(M, 1/2) and then Binomial(n, ones/M) (the same distribution).
+    The bound must fall below c/2 in at most a binomial tolerance of delta of the trials. Without
+    the sampling term (the old calc's n >= M shortcut) about 1.6% of trials violate delta = 1%.
+    """
+    rng = np.random.default_rng(15)
+    c, m, n, delta, trials = 2.0, 1000, 1000, 0.01, 50_000
+    ones = rng.binomial(m, 0.5, trials)  # (trials,) ones among the M tokens
+    hits = rng.binomial(n, ones / m)  # (trials,) ones among the n draws
+    bound = {k: compute({"method": "azuma", "mean": c * k / n, "tokens": m, "samples": n,
+                         "code_bits": 0, "range": c, "delta": delta})["bound"]
+             for k in np.unique(hits)}
+    violations = int(sum(bound[k] < c / 2 for k in hits))
+    assert violations <= binom.ppf(0.999, trials, delta)
+
+
 def test_bernstein_formula(capsys):
     r = _json(capsys, *BASE, "--method", "bernstein", "--vocab", "256", "--alpha", "0.01",
               "--var", "2.87")
@@ -99,6 +137,8 @@ def test_monotone_in_tokens_and_delta(capsys):
     (["--method", "bernstein", "--vocab", "256", "--alpha", "0.1"], "--var"),
     (["--method", "bernstein", "--vocab", "256", "--alpha", "0.1", "--var", "1",
       "--samples", "10"], "--samples"),
+    (["--method", "bernstein", "--vocab", "256", "--alpha", "0.1", "--var", "1",
+      "--samples", "4796184"], "--samples"),
     (["--method", "paper", "--vocab", "256", "--alpha", "0.1"], "--samples"),
     (["--method", "azuma", "--range", "1", "--offset", "0"], "--mean"),  # mean 3.2 > 1
 ])

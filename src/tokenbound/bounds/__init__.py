@@ -1,6 +1,7 @@
 """Generalization bounds for sequence models, token by token (DESIGN 2). numpy + scipy only.
 
-Primitives (`basics`, `token`, `sampling`) take `K` in nats and return terms; the high-level
+Primitives (`basics`, `core`, `token`, `sampling`) take `K` in nats and return terms (`core` is
+the public core every certifier builds on: checks, grids, `Context`, `best_per_family`); the high-level
 entry points (`certify_exact`, `certify_topk_exact`, `certify_sampled`, `certify_documents`)
 take the per-alpha/center statistics of the evaluation and return a `Certification` holding the
 best `BoundResult` and every candidate compared. `paper_bound` reproduces the published
@@ -8,18 +9,23 @@ arithmetic and is labelled `certificate=False`.
 """
 
 from tokenbound.bounds import grids
-from tokenbound.bounds.basics import (LN2 as LN2_NATS, complexity_nats, ln_grid, prefix_free_bits, psi, smoothing,
-                                      split_delta)
+from tokenbound.bounds.basics import (LN2 as LN2_NATS, complexity_nats, ln_grid, prefix_free_bits,
+                                      psi, smoothing, split_delta)
+from tokenbound.bounds.core import (Context, best, best_per_family, candidates_grid, check_m,
+                                    check_mean, hoeffding_term, with_lambdas)
 from tokenbound.bounds.certify import certify_documents, certify_exact, certify_topk_exact
 from tokenbound.bounds.compat import paper_bound
-from tokenbound.bounds.result import BoundResult, Certification
+from tokenbound.bounds.result import BoundResult, Certification, is_vacuous
 from tokenbound.bounds.sampled import certify_sampled
 from tokenbound.bounds.sampling import (betting_ucb, hoeffding_ucb, maurer_pontil_ucb,
                                         sample_ucb)
 from tokenbound.bounds.token import azuma_term, betting_bound, fan_term, kl_bound
 
 __all__ = [
-    "grids", "LN2_NATS", "smoothing", "prefix_free_bits", "ln_grid", "complexity_nats", "split_delta", "psi",
+    "grids", "LN2_NATS", "smoothing", "prefix_free_bits", "ln_grid", "complexity_nats",
+    "split_delta", "psi",
+    "Context", "check_m", "check_mean", "candidates_grid", "with_lambdas", "hoeffding_term",
+    "best", "best_per_family", "is_vacuous",
     "azuma_term", "fan_term", "betting_bound", "kl_bound",
     "hoeffding_ucb", "maurer_pontil_ucb", "betting_ucb", "sample_ucb",
     "certify_exact", "certify_topk_exact", "certify_sampled", "certify_documents",

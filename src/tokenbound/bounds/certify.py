@@ -17,74 +17,16 @@ What is paid where (all grids are fixed in advance, `tokenbound.bounds.grids`):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
 from tokenbound.bounds import grids
-from tokenbound.bounds.basics import complexity_nats, prefix_free_bits, smoothing, split_delta
-from tokenbound.bounds.result import BoundResult, Certification, is_vacuous
+from tokenbound.bounds.basics import smoothing, split_delta
+from tokenbound.bounds.core import (DOC_STATEMENT, TOKEN_STATEMENT, Context, best, candidates_grid,
+                                    check_m, check_mean, with_lambdas)
+from tokenbound.bounds.result import BoundResult, Certification
 from tokenbound.bounds.token import azuma_term, betting_bound, fan_term, kl_bound
 from tokenbound.errors import UserError
-
-TOKEN_STATEMENT = ("conditional risk R(h) = (1/m) sum_i E[l_i | x_<i] on the training contexts "
-                   "(not the loss on new documents)")
-DOC_STATEMENT = "expected per-document mean loss on new documents, documents assumed i.i.d."
-
-
-@dataclass(frozen=True)
-class _Common:
-    """Inputs shared by every candidate of one certification."""
-
-    delta: float
-    split: dict
-    code_bits: int
-    extra_bits: int
-    m: int
-    n: int | None
-    random_guess: float | None
-    statement: str
-
-    def k(self, grid_sizes: dict) -> tuple[float, dict]:
-        return complexity_nats(self.code_bits, self.extra_bits, self.split["delta_1"], grid_sizes)
-
-    def result(self, *, value, empirical, offset, rng, sampling, family, alpha, lam, center,
-               k, parts, grid_sizes, extras=None, certificate=True) -> BoundResult:
-        return BoundResult(
-            value=float(value), empirical=float(empirical), offset=float(offset), range=float(rng),
-            complexity_term=float(value - empirical - sampling), sampling_term=float(sampling),
-            family=family, alpha=alpha, lam=lam, center=center, delta=self.delta,
-            delta_split=dict(self.split), code_bits=self.code_bits,
-            prefix_free_bits=prefix_free_bits(self.code_bits), extra_bits=self.extra_bits,
-            k_nats=float(k), k_parts=parts, m=self.m, n=self.n, grid_sizes=dict(grid_sizes),
-            random_guess=self.random_guess,
-            vacuous=is_vacuous(value, self.random_guess, offset, rng), certificate=certificate,
-            statement=self.statement, extras=extras or {})
-
-
-def _check_m(m) -> int:
-    if int(m) != m or m < 1:
-        raise UserError(f"the number of scored tokens m must be an integer >= 1, got {m!r}")
-    return int(m)
-
-
-def _check_mean(mean: float, hi: float, what: str) -> None:
-    tol = 1e-9 * max(hi, 1.0)
-    if not (-tol <= mean <= hi + tol):
-        raise UserError(f"{what} = {mean!r} lies outside [0, {hi}]: clip X (and centers) to [0, c]")
-
-
-def _candidates(n) -> dict:
-    """Grid entry for `n` candidates compared after seeing data (checkpoints, quantization
-    variants, strides: DESIGN 2.1), paid `ln n` in K; empty for n = 1."""
-    if isinstance(n, bool) or int(n) != n or n < 1:
-        raise UserError(f"the number of candidates must be an integer >= 1, got {n!r}")
-    return {"candidates": int(n)} if n > 1 else {}
-
-
-def _best(cands: list[BoundResult]) -> BoundResult:
-    return min(cands, key=lambda r: r.value)
-
 
 def certify_exact(m, sum_x, sum_center=None, sum_sq_dev=None, betting_S=None, *, vocab_size,
                   code_bits, extra_bits=0, delta=0.05, doc_means=None, alphas=grids.ALPHA_GRID,
@@ -101,26 +43,26 @@ def certify_exact(m, sum_x, sum_center=None, sum_sq_dev=None, betting_S=None, *,
     `extra_candidates`: other models / strides compared on these results, paid `ln` of it in K.
     See the module docstring for what K contains.
     """
-    m = _check_m(m)
+    m = check_m(m)
     sum_x = np.asarray(sum_x, dtype=np.float64).reshape(len(alphas))  # (A,)
     fams = ["azuma"] + (["bernstein"] if sum_center is not None and sum_sq_dev is not None else [])
     fams += ["betting"] if betting_S is not None and sum_center is not None else []
-    common = _Common(delta, split_delta(delta, m), int(code_bits), int(extra_bits), m, None,
+    common = Context(delta, split_delta(delta, m), int(code_bits), int(extra_bits), m, None,
                      math.log2(vocab_size), TOKEN_STATEMENT)
     base = {"alpha": len(alphas), "center": len(centers), "family": len(fams),
-            **_candidates(extra_candidates)}
+            **candidates_grid(extra_candidates)}
     lam_grids = {"azuma": None, "bernstein": bernstein_lams, "betting": betting_lams}
-    ks = {f: common.k(_sizes(base, lam_grids[f])) for f in fams}
+    ks = {f: common.k(with_lambdas(base, lam_grids[f])) for f in fams}
     cands = []
     for ia, alpha in enumerate(alphas):
         a, c = smoothing(vocab_size, alpha)
         xbar = sum_x[ia] / m
-        _check_mean(xbar, c, f"mean X at alpha={alpha}")
+        check_mean(xbar, c, f"mean X at alpha={alpha}")
         k, parts = ks["azuma"]
         cands.append(common.result(value=a + xbar + azuma_term(c, k, m), empirical=a + xbar,
                                    offset=a, rng=c, sampling=0.0, family="azuma", alpha=alpha,
                                    lam=None, center=None, k=k, parts=parts,
-                                   grid_sizes=_sizes(base, None)))
+                                   grid_sizes=with_lambdas(base, None)))
         for ic, center in enumerate(centers if len(fams) > 1 else ()):
             cands += _centered(common, fams, ks, base, lam_grids, m, a, c, xbar, alpha, center,
                                sum_center[ia][ic] / m,
@@ -131,26 +73,22 @@ def certify_exact(m, sum_x, sum_center=None, sum_sq_dev=None, betting_S=None, *,
         doc = certify_documents(doc_means, vocab_size=vocab_size, code_bits=code_bits,
                                 extra_bits=extra_bits, delta=delta, alphas=alphas,
                                 extra_candidates=extra_candidates).best
-    return Certification(best=_best(cands), candidates=tuple(cands), document=doc)
-
-
-def _sizes(base: dict, lams) -> dict:
-    return dict(base) if lams is None else {**base, "lambda": len(lams)}
+    return Certification(best=best(cands), candidates=tuple(cands), document=doc)
 
 
 def _centered(common, fams, ks, base, lam_grids, m, a, c, xbar, alpha, center, center_mean,
               var_mean, log_wealth) -> list[BoundResult]:
     """Bernstein (Fan) and betting candidates for one (alpha, center)."""
-    _check_mean(center_mean, c, f"mean center at alpha={alpha}")
+    check_mean(center_mean, c, f"mean center at alpha={alpha}")
     out = []
     if "bernstein" in fams:
-        _check_mean(var_mean, c * c, f"mean squared deviation at alpha={alpha}")
+        check_mean(var_mean, c * c, f"mean squared deviation at alpha={alpha}")
         k, parts = ks["bernstein"]
         term, lam = fan_term(var_mean, c, k, m, lam_grids["bernstein"])
         out.append(common.result(value=a + xbar + term, empirical=a + xbar, offset=a, rng=c,
                                  sampling=0.0, family="bernstein", alpha=alpha, lam=lam,
                                  center=center, k=k, parts=parts,
-                                 grid_sizes=_sizes(base, lam_grids["bernstein"]),
+                                 grid_sizes=with_lambdas(base, lam_grids["bernstein"]),
                                  extras={"var_mean": var_mean}))
     if "betting" in fams:
         k, parts = ks["betting"]
@@ -159,7 +97,7 @@ def _centered(common, fams, ks, base, lam_grids, m, a, c, xbar, alpha, center, c
         out.append(common.result(value=a + bound, empirical=a + xbar, offset=a, rng=c,
                                  sampling=0.0, family="betting", alpha=alpha, lam=lam,
                                  center=center, k=k, parts=parts,
-                                 grid_sizes=_sizes(base, lam_grids["betting"]),
+                                 grid_sizes=with_lambdas(base, lam_grids["betting"]),
                                  extras={"center_mean": center_mean}))
     return out
 
@@ -176,31 +114,31 @@ def certify_topk_exact(m, errors_sum, center_sum=None, sq_dev_sum=None, *, k, vo
     lambda grid (and `ln(extra_candidates)`, as in `certify_exact`). A separate certificate from
     the loss bound (its own delta).
     """
-    m = _check_m(m)
+    m = check_m(m)
     fams = ["azuma"] + (["bernstein"] if center_sum is not None and sq_dev_sum is not None else [])
     fams.append("kl")
-    common = _Common(delta, split_delta(delta, m), int(code_bits), int(extra_bits), m, None,
+    common = Context(delta, split_delta(delta, m), int(code_bits), int(extra_bits), m, None,
                      1.0 - k / vocab_size, f"conditional top-{k} error rate on the training contexts")
-    base = {"k": int(k_choices), "family": len(fams), **_candidates(extra_candidates)}
+    base = {"k": int(k_choices), "family": len(fams), **candidates_grid(extra_candidates)}
     err = float(errors_sum) / m
-    _check_mean(err, 1.0, "top-k error rate")
+    check_mean(err, 1.0, "top-k error rate")
     kw = dict(empirical=err, offset=0.0, rng=1.0, sampling=0.0, alpha=None, center=None)
     kk, parts = common.k(base)
     cands = [common.result(value=err + azuma_term(1.0, kk, m), family="azuma", lam=None, k=kk,
                            parts=parts, grid_sizes=base, **kw)]
-    kk, parts = common.k(_sizes(base, kl_lams))
+    kk, parts = common.k(with_lambdas(base, kl_lams))
     bound, lam = kl_bound(err, kk, m, kl_lams)
     cands.append(common.result(value=bound, family="kl", lam=lam, k=kk, parts=parts,
-                               grid_sizes=_sizes(base, kl_lams), **kw))
+                               grid_sizes=with_lambdas(base, kl_lams), **kw))
     if "bernstein" in fams:
         var_mean = float(sq_dev_sum) / m
-        _check_mean(var_mean, 1.0, "top-k squared deviation")
-        kk, parts = common.k(_sizes(base, bernstein_lams))
+        check_mean(var_mean, 1.0, "top-k squared deviation")
+        kk, parts = common.k(with_lambdas(base, bernstein_lams))
         term, lam = fan_term(var_mean, 1.0, kk, m, bernstein_lams)
         cands.append(common.result(value=err + term, family="bernstein", lam=lam, k=kk,
-                                   parts=parts, grid_sizes=_sizes(base, bernstein_lams),
+                                   parts=parts, grid_sizes=with_lambdas(base, bernstein_lams),
                                    extras={"var_mean": var_mean}, **kw))
-    return Certification(best=_best(cands), candidates=tuple(cands))
+    return Certification(best=best(cands), candidates=tuple(cands))
 
 
 def certify_documents(doc_means, *, vocab_size, code_bits, extra_bits=0, delta=0.05,
@@ -215,16 +153,16 @@ def certify_documents(doc_means, *, vocab_size, code_bits, extra_bits=0, delta=0
     if y.ndim != 2 or y.shape[1] != len(alphas) or y.shape[0] < 1:
         raise UserError(f"doc_means must have shape (N, {len(alphas)}), got {y.shape}")
     n_docs = y.shape[0]
-    common = _Common(delta, split_delta(delta, n_docs), int(code_bits), int(extra_bits), n_docs,
+    common = Context(delta, split_delta(delta, n_docs), int(code_bits), int(extra_bits), n_docs,
                      None, math.log2(vocab_size), DOC_STATEMENT)
-    sizes = {"alpha": len(alphas), **_candidates(extra_candidates)}
+    sizes = {"alpha": len(alphas), **candidates_grid(extra_candidates)}
     k, parts = common.k(sizes)
     cands = []
     for ia, alpha in enumerate(alphas):
         a, c = smoothing(vocab_size, alpha)
         ybar = float(y[:, ia].mean())
-        _check_mean(ybar, c, f"mean document X at alpha={alpha}")
+        check_mean(ybar, c, f"mean document X at alpha={alpha}")
         cands.append(common.result(value=a + ybar + azuma_term(c, k, n_docs), empirical=a + ybar,
                                    offset=a, rng=c, sampling=0.0, family="document", alpha=alpha,
                                    lam=None, center=None, k=k, parts=parts, grid_sizes=sizes))
-    return Certification(best=_best(cands), candidates=tuple(cands))
+    return Certification(best=best(cands), candidates=tuple(cands))

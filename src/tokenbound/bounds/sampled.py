@@ -25,7 +25,7 @@ import numpy as np
 
 from tokenbound.bounds import grids
 from tokenbound.bounds.basics import smoothing, split_delta
-from tokenbound.bounds.certify import TOKEN_STATEMENT, _best, _candidates, _check_m, _Common, _sizes
+from tokenbound.bounds.core import TOKEN_STATEMENT, Context, best, candidates_grid, check_m, with_lambdas
 from tokenbound.bounds.result import Certification
 from tokenbound.bounds.sampling import sample_ucb
 from tokenbound.bounds.token import azuma_term, fan_term
@@ -43,7 +43,7 @@ def certify_sampled(Y, W=None, *, m, vocab_size, code_bits, extra_bits=0, delta=
     "hoeffding". Returns every candidate; `sampling_term = UCB_X - mean(Y)`, and the variance
     UCB enters the Bernstein complexity term. The sample statistics are in `extras`.
     """
-    m = _check_m(m)
+    m = check_m(m)
     y = np.asarray(Y, dtype=np.float64)  # (n, A)
     if y.ndim != 2 or y.shape[1] != len(alphas):
         raise UserError(f"Y must have shape (n, {len(alphas)}), got {y.shape}")
@@ -53,10 +53,10 @@ def certify_sampled(Y, W=None, *, m, vocab_size, code_bits, extra_bits=0, delta=
         raise UserError(f"W must have shape ({n}, {len(alphas)}, {len(centers)}), got {w.shape}")
     fams = ["azuma"] + ([] if w is None else ["bernstein"])
     g = len(alphas) * len(centers) * int(extra_candidates)
-    common = _Common(delta, split_delta(delta, m, n, variance=w is not None), int(code_bits),
+    common = Context(delta, split_delta(delta, m, n, variance=w is not None), int(code_bits),
                      int(extra_bits), m, n, math.log2(vocab_size), TOKEN_STATEMENT)
     base = {"alpha": len(alphas), "center": len(centers), "family": len(fams),
-            **_candidates(extra_candidates)}
+            **candidates_grid(extra_candidates)}
     sample_sizes = {"sample_candidates": g}
     cands = []
     for ia, alpha in enumerate(alphas):
@@ -71,11 +71,11 @@ def certify_sampled(Y, W=None, *, m, vocab_size, code_bits, extra_bits=0, delta=
                                    extras={"ucb_mean": ux, "estimator": estimator}, **kw))
         for ic, center in enumerate(centers if w is not None else ()):
             uv = sample_ucb(w[:, ia, ic], c * c, common.split["delta_3"], g, estimator)
-            k, parts = common.k(_sizes(base, bernstein_lams))
+            k, parts = common.k(with_lambdas(base, bernstein_lams))
             term, lam = fan_term(uv, c, k, m, bernstein_lams)
             cands.append(common.result(
                 value=a + ux + term, family="bernstein", lam=lam, center=center, k=k, parts=parts,
-                grid_sizes={**_sizes(base, bernstein_lams), **sample_sizes},
+                grid_sizes={**with_lambdas(base, bernstein_lams), **sample_sizes},
                 extras={"ucb_mean": ux, "ucb_var": uv, "sample_var_mean": float(w[:, ia, ic].mean()),
                         "estimator": estimator}, **kw))
-    return Certification(best=_best(cands), candidates=tuple(cands))
+    return Certification(best=best(cands), candidates=tuple(cands))

@@ -19,6 +19,7 @@ import math
 
 import numpy as np
 
+from tokenbound.bounds.core import hoeffding_term
 from tokenbound.errors import UserError
 
 ESTIMATORS: tuple[str, ...] = ("betting", "maurer_pontil", "hoeffding")
@@ -40,7 +41,7 @@ def _check(y, range_c: float, delta: float, g: int) -> np.ndarray:
 def hoeffding_ucb(y, range_c: float, delta: float, g: int = 1) -> float:
     """Hoeffding UCB `mean(y) + c sqrt(ln(g/delta) / (2n))`, clipped to c."""
     y = _check(y, range_c, delta, g)
-    u = y.mean() + range_c * math.sqrt(math.log(g / delta) / (2.0 * y.size))
+    u = y.mean() + hoeffding_term(range_c, y.size, delta, g)
     return float(min(u, range_c))
 
 

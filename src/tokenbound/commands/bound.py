@@ -95,11 +95,9 @@ def _print(res: dict, code_bits: int) -> None:
           f"{best['random_guess']:.3f})")
     print(f"  empirical {best['empirical']:.4f} + complexity {best['complexity_term']:.4f} + "
           f"sampling {best['sampling_term']:.4f}   (C = {code_bits:,} bits, m = {res['m']:,})")
-    seen = {}
-    for c in res["token"]["candidates"]:
-        if c["family"] not in seen or c["value"] < seen[c["family"]]["value"]:
-            seen[c["family"]] = c
-    for f, c in seen.items():
+    from tokenbound.bounds import best_per_family
+
+    for f, c in best_per_family(res["token"]["candidates"]).items():
         print(f"  {f:10s} {c['value']:.4f}  (alpha {c['alpha']}, center {c['center']})")
     if res.get("eval_manifest", {}).get("dtype", "fp32") != "fp32":
         print(f"  (scored in {res['eval_manifest']['dtype']}: the bound holds for the decoded "

@@ -18,11 +18,12 @@ DESCRIPTION = """Compute a token-level bound from summary numbers (bits per toke
 
   paper      (needs --samples n; the published arithmetic, NOT a certificate), r = n/(n+M):
              mean + c [ sqrt((D - ln(r delta)) / (2M)) + sqrt(-ln((1 - r) delta) / (2n)) ]
-  azuma      if n < M: delta1 = delta n/(n+M), delta2 = delta M/(n+M),
-                       sampling term c sqrt((ln(1/delta2) + ln G) / (2n));
-             else      delta1 = delta, no sampling term.
+  azuma      with --samples n (any n, also n >= M: positions are drawn with replacement, so
+             n draws need not cover every token): delta1 = delta n/(n+M), delta2 = delta M/(n+M),
+                       sampling term c sqrt(ln(G/delta2) / (2n));
+             without --samples (every token scored): delta1 = delta, no sampling term.
              complexity term c sqrt((D + ln G + ln(1/delta1)) / (2M))
-  bernstein  exact evaluation only (no --samples, or n >= M); needs --var v = mean over the M
+  bernstein  exact evaluation only (no --samples); needs --var v = mean over the M
              tokens of (l_i - h_i)^2 in bits^2, h_i the predictable center.
              K = D + ln G + ln(1000) + ln(1/delta);
              bound = mean + min over 1,000 lam in [1e-4, 0.999] of
@@ -164,48 +165,70 @@ def _range(inputs: dict) -> dict:
 
 
 def compute(inputs: dict) -> dict:
-    """The calc result as a JSON-able dict (terms, inputs, derived quantities)."""
-    from tokenbound.bounds import LN2_NATS, fan_term, grids, paper_bound, prefix_free_bits
+    """The calc result as a JSON-able dict (terms, inputs, derived quantities).
+
+    Every term comes from `tokenbound.bounds` (the functions `certify_exact`, `certify_sampled`
+    and `paper_bound` use); this module only parses the flags and lays out the result.
+    """
+    from tokenbound.bounds import LN2_NATS, is_vacuous, prefix_free_bits
 
     p = _parse(inputs)
-    c, m, n, g, delta = p["range"], p["tokens"], p["samples"], p["grid_points"], p["delta"]
     pf = prefix_free_bits(p["code_bits"])
-    d_nats = (pf + p["extra_bits"]) * LN2_NATS
-    out = dict(p, prefix_free_bits=pf, d_nats=d_nats, lam=None, sampling_term=0.0,
-               certificate=True, empirical=p["mean"])
-    if p["method"] == "paper":
-        if n is None:
-            raise UserError("--method paper needs --samples n (the published formula has a sampling term)")
-        if g != 1:
-            raise UserError("--grid-points does not apply to --method paper (its arithmetic pays no grid)")
-        res = paper_bound(p["mean"], p["offset"], c, m, n, p["code_bits"], p["extra_bits"], delta)
-        out.update(complexity_term=res.complexity_term, sampling_term=res.sampling_term,
-                   certificate=False, delta_1=res.delta_split["delta_1"],
-                   delta_2=res.delta_split["delta_2"])
-    elif p["method"] == "azuma":
-        sampled = n is not None and n < m
-        d1 = delta * n / (n + m) if sampled else delta
-        k = d_nats + math.log(g) + math.log(1.0 / d1)
-        out.update(delta_1=d1, k_nats=k, complexity_term=c * math.sqrt(k / (2.0 * m)))
-        if sampled:
-            d2 = delta * m / (n + m)
-            out.update(delta_2=d2,
-                       sampling_term=c * math.sqrt((math.log(1.0 / d2) + math.log(g)) / (2.0 * n)))
-    else:
-        if p["var"] is None:
-            raise UserError("--method bernstein needs --var v (mean of (l_i - h_i)^2 in bits^2)")
-        if n is not None and n < m:
-            raise UserError("--method bernstein is for exact evaluation: drop --samples (or use n >= M)")
-        if p["var"] > c * c * (1 + 1e-12):
-            raise UserError(f"--var {p['var']} exceeds range^2 = {c * c:.6g}: it cannot be right")
-        lams = grids.BERNSTEIN_LAMBDAS
-        k = d_nats + math.log(g) + math.log(len(lams)) + math.log(1.0 / delta)
-        term, lam = fan_term(p["var"], c, k, m, lams)
-        out.update(delta_1=delta, k_nats=k, complexity_term=term, lam=lam)
+    out = dict(p, prefix_free_bits=pf, d_nats=(pf + p["extra_bits"]) * LN2_NATS, lam=None,
+               sampling_term=0.0, certificate=True, empirical=p["mean"])
+    out.update({"paper": _paper, "azuma": _azuma, "bernstein": _bernstein}[p["method"]](p))
     out["bound"] = out["mean"] + out["complexity_term"] + out["sampling_term"]
-    ref = out["random_guess"] if out["random_guess"] is not None else out["offset"] + c
-    out["vacuous"] = bool(out["bound"] >= min(ref, out["offset"] + c))
+    out["vacuous"] = is_vacuous(out["bound"], out["random_guess"], out["offset"], out["range"])
     return out
+
+
+def _paper(p: dict) -> dict:
+    """The published arithmetic (`bounds.paper_bound`); not a certificate."""
+    from tokenbound.bounds import paper_bound
+
+    if p["samples"] is None:
+        raise UserError("--method paper needs --samples n (the published formula has a sampling term)")
+    if p["grid_points"] != 1:
+        raise UserError("--grid-points does not apply to --method paper (its arithmetic pays no grid)")
+    res = paper_bound(p["mean"], p["offset"], p["range"], p["tokens"], p["samples"],
+                      p["code_bits"], p["extra_bits"], p["delta"])
+    return dict(complexity_term=res.complexity_term, sampling_term=res.sampling_term,
+                certificate=False, delta_1=res.delta_split["delta_1"],
+                delta_2=res.delta_split["delta_2"])
+
+
+def _azuma(p: dict) -> dict:
+    """Azuma (DESIGN 2.2) with, given --samples n, the Hoeffding sampling term (DESIGN 2.5) for
+    every n: positions are drawn with replacement, so n >= M draws need not cover every token."""
+    from tokenbound.bounds import azuma_term, complexity_nats, hoeffding_term, split_delta
+
+    c, m, n, g = p["range"], p["tokens"], p["samples"], p["grid_points"]
+    split = split_delta(p["delta"], m, n)
+    k, _ = complexity_nats(p["code_bits"], p["extra_bits"], split["delta_1"], {"points": g})
+    out = dict(split, k_nats=k, complexity_term=azuma_term(c, k, m))
+    if n is not None:
+        out["sampling_term"] = hoeffding_term(c, n, split["delta_2"], g)
+    return out
+
+
+def _bernstein(p: dict) -> dict:
+    """Empirical Bernstein, Fan form (DESIGN 2.4), exact evaluation only."""
+    from tokenbound.bounds import complexity_nats, fan_term, grids, split_delta
+
+    c = p["range"]
+    if p["var"] is None:
+        raise UserError("--method bernstein needs --var v (mean of (l_i - h_i)^2 in bits^2)")
+    if p["samples"] is not None:
+        raise UserError("--method bernstein is for exact evaluation (every token scored): drop "
+                        "--samples, or use --method azuma for a sample")
+    if p["var"] > c * c * (1 + 1e-12):
+        raise UserError(f"--var {p['var']} exceeds range^2 = {c * c:.6g}: it cannot be right")
+    lams = grids.BERNSTEIN_LAMBDAS
+    split = split_delta(p["delta"], p["tokens"])
+    k, _ = complexity_nats(p["code_bits"], p["extra_bits"], split["delta_1"],
+                           {"points": p["grid_points"], "lambda": len(lams)})
+    term, lam = fan_term(p["var"], c, k, p["tokens"], lams)
+    return dict(split, k_nats=k, complexity_term=term, lam=lam)
 
 
 def _table(r: dict) -> str:

@@ -348,14 +348,13 @@ def build_report(recipe: Recipe, prep: dict, train_info: dict | None, comp: dict
 
 def _families(cert: dict) -> dict:
     """Best candidate of each family (all were paid for in the union bound) + paper mode."""
-    fams: dict = {}
-    for c in cert["token"]["candidates"]:
-        f = c["family"]
-        if f not in fams or c["value"] < fams[f]["bound"]:
-            fams[f] = {"bound": c["value"], "empirical": c["empirical"],
-                       "complexity_term": c["complexity_term"], "sampling_term": c["sampling_term"],
-                       "alpha": c["alpha"], "center": c["center"], "lam": c["lam"],
-                       "k_nats": c["k_nats"], "certificate": c["certificate"]}
+    from tokenbound.bounds import best_per_family
+
+    fams = {f: {"bound": c["value"], "empirical": c["empirical"],
+                "complexity_term": c["complexity_term"], "sampling_term": c["sampling_term"],
+                "alpha": c["alpha"], "center": c["center"], "lam": c["lam"],
+                "k_nats": c["k_nats"], "certificate": c["certificate"]}
+            for f, c in best_per_family(cert["token"]["candidates"]).items()}
     if cert.get("paper"):
         p = cert["paper"]
         fams["paper (not a certificate)"] = {
@@ -368,12 +367,11 @@ def _families(cert: dict) -> dict:
 
 def _curve(cert: dict) -> dict:
     """Per family, the best bound at each alpha (for the bound-versus-alpha plot)."""
+    from tokenbound.bounds import best_per_family
+
     curve: dict = {}
-    for c in cert["token"]["candidates"]:
-        pts = curve.setdefault(c["family"], {})
-        a = c["alpha"]
-        if a not in pts or c["value"] < pts[a]:
-            pts[a] = c["value"]
+    for (f, a), c in best_per_family(cert["token"]["candidates"], by_alpha=True).items():
+        curve.setdefault(f, {})[a] = c["value"]
     return {f: [{"alpha": a, "bound": v} for a, v in sorted(p.items())] for f, p in curve.items()}
 
 
