@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from tokenbound.errors import UserError
-from tokenbound.evaluation.sources import load_model_fn
+from tokenbound.sources import load_model_fn
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,9 @@ import pytest
 from tokenbound.cli import main
 from tokenbound.data import write_stream
 from tokenbound.errors import UserError
-from tokenbound.evaluation import EvalConfig, evaluate, load_model_fn
+from tokenbound.evaluation import EvalConfig, evaluate
 from tokenbound.evaluation.sources import ModelSource
+from tokenbound.sources import load_model_fn
 from tokenbound.training.run import is_training_run
 
 from .helpers import make_stream
@@ -109,6 +110,33 @@ def test_training_run_directory_is_refused_with_the_compress_command(pipeline, c
         load_model_fn(str(run))
     assert _evaluate(run, root / "d" / "train", root / "o-run") == 2
     assert f"then pass --model {run}/model.tbm" in capsys.readouterr().err
+
+
+def test_training_run_loads_as_a_source_with_the_run_weights(pipeline):
+    import torch
+
+    from tokenbound.evaluation.sources import file_sha256
+    from tokenbound.sources import load_run_fn
+    from tokenbound.training import load_run
+
+    _, _, _, run, _ = pipeline
+    src = load_run_fn(run)
+    model, cfg, _ = load_run(run)
+    idx = torch.randint(0, 256, (2, 32), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        assert torch.equal(src.fn(idx), model(idx))  # (2, 32, 256), bit for bit
+    assert src.vocab_size == 256 and src.max_context == cfg.context_len == 32
+    assert src.ident == {"kind": "run", "path": str(run.resolve()),
+                         "sha256": file_sha256(str(run / "model.safetensors"))}
+
+
+def test_compress_hf_rejects_an_unloadable_directory_in_one_line(tmp_path, capsys):
+    (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    assert main(["compress", "--hf", str(tmp_path / "hf"), "--levels", "5",
+                 "--out", str(tmp_path / "m.tbm")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after transformers' warnings
+    assert err.startswith(f"tokenbound compress: error: --hf {tmp_path / 'hf'}: cannot load it (")
 
 
 def test_hf_directory_is_not_a_training_run(tmp_path, gpt2):

@@ -9,8 +9,9 @@ import torch
 from tokenbound.cli import main
 from tokenbound.data import write_stream
 from tokenbound.evaluation.scoring import score_tokens
-from tokenbound.evaluation.sources import file_sha256, load_model_fn
+from tokenbound.evaluation.sources import file_sha256
 from tokenbound.evaluation.windows import make_windows
+from tokenbound.sources import load_model_fn
 
 from .helpers import EOT, START, V, make_stream
 

@@ -121,7 +121,8 @@ def run(args) -> int:
     import torch
 
     from tokenbound.data import open_stream
-    from tokenbound.evaluation import EvalConfig, evaluate, load_model_fn
+    from tokenbound.evaluation import EvalConfig, evaluate
+    from tokenbound.sources import load_model_fn
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     rank, world, device = _distributed(device)

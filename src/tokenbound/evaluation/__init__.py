@@ -3,7 +3,7 @@
 DESIGN sections 2.4, 2.5 and 3. Entry points:
 
     make_windows(doc_offsets, L, s) -> Windows          the context policy (pure numpy)
-    load_model_fn(source, device, dtype) -> ModelSource  message / HF dir / GGUF
+    ModelSource(fn, vocab_size, max_context, ident)      what is scored (loaders: tokenbound.sources)
     evaluate(model, stream, out_dir, EvalConfig(...)) -> dict   resumable shards -> stats.npz
     load_result(out_dir) -> (WindowStats, eval.json dict)
     WindowStats: per-window sums, totals(), sample_arrays(), betting/doc sums (exact mode)
@@ -12,13 +12,13 @@ DESIGN sections 2.4, 2.5 and 3. Entry points:
 from tokenbound.evaluation.engine import EvalConfig, evaluate, load_result
 from tokenbound.evaluation.sampling import draw_positions, draw_windows
 from tokenbound.evaluation.scoring import score_windows
-from tokenbound.evaluation.sources import ModelSource, load_model_fn
+from tokenbound.evaluation.sources import ModelSource
 from tokenbound.evaluation.stats import WindowStats
 from tokenbound.evaluation.token_stats import (TokenStats, smoothing_range, token_stats,
                                                token_stats_naive, token_stats_vchunked)
 from tokenbound.evaluation.windows import Windows, make_windows, scoring_window
 
 __all__ = ["EvalConfig", "evaluate", "load_result", "draw_positions", "draw_windows",
-           "score_windows", "ModelSource", "load_model_fn", "WindowStats", "TokenStats",
+           "score_windows", "ModelSource", "WindowStats", "TokenStats",
            "smoothing_range", "token_stats", "token_stats_naive", "token_stats_vchunked",
            "Windows", "make_windows", "scoring_window"]

@@ -87,10 +87,9 @@ def accuracy_fp32(run: Path, data: Path, ctx: int) -> float:
     from tokenbound.data import open_stream
     from tokenbound.evaluation import make_windows, score_windows
     from tokenbound.evaluation.stats import stats_meta
-    from tokenbound.training import load_run
+    from tokenbound.sources import load_run_fn
 
-    model, _, _ = load_run(str(run))
-    model.eval()
+    model = load_run_fn(run).fn
     s = open_stream(str(data / "train"))
     w = make_windows(s.doc_offsets, ctx, ctx)
     ws = score_windows(model, np.asarray(s.tokens), s.doc_offsets, s.start_id, w,

@@ -146,11 +146,11 @@ def compress_hf(hf_dir: str | Path, out: str | Path, qcfg) -> dict:
     """Post-training quantization of a local Hugging Face causal LM into a message."""
     from tokenbound.compression import quantize_
 
+    from tokenbound.sources import load_hf_model
+
     if not Path(hf_dir).is_dir():
         raise UserError(f"{hf_dir}: not a directory holding a Hugging Face model")
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(str(hf_dir), local_files_only=True).eval()
+    model = load_hf_model(str(hf_dir), flag="--hf")
     qstate = quantize_(model, qcfg)
     report = write_message(model, model.config, qstate, {"source": "hf"}, out)
     report.update(hf=str(hf_dir), loss_before=None, loss_after=None, loss_increase=None)
@@ -198,8 +198,9 @@ def evaluate(model_source: str, stream_dir: str | Path, out: str | Path, eval_cf
              progress: bool = False) -> dict:
     """Score the stream with the model (message file, HF dir or GGUF); resumable shards."""
     from tokenbound.data import open_stream
-    from tokenbound.evaluation import EvalConfig, load_model_fn
+    from tokenbound.evaluation import EvalConfig
     from tokenbound.evaluation import evaluate as run_eval
+    from tokenbound.sources import load_model_fn
 
     cfg = EvalConfig(**dict(eval_cfg))
     stream = open_stream(str(stream_dir))

@@ -1,0 +1,171 @@
+"""Model sources: a message, a training run, a Hugging Face directory or a GGUF file -> a model.
+
+The one place that turns a path into something evaluation can score (a `ModelSource`: any
+(B, T) int64 -> (B, T, V) logits callable, position ids 0..T-1, no KV cache) or into a torch
+model to compress. It sits above `evaluation`, `compression` and `training` (DESIGN 5;
+docs/ARCHITECTURE.md), so that evaluation imports neither.
+
+- `load_model_fn(source, device, dtype, device_map)`: a message (scores exactly the model
+  `tokenbound.compression.decode` returns, records the message sha256), a Hugging Face
+  directory or a `.gguf` file (records the sha256 of the file(s) read). A training run is
+  refused with the command that compresses it. With dtype "bf16" the weights are cast to
+  bfloat16 (the per-token statistics still use an fp32 log-softmax). With `device_map="auto"`
+  (Hugging Face and GGUF; needs accelerate) a model larger than one device is split over the
+  visible devices (then CPU memory): the token ids go to the device of the input embedding, the
+  logits come back from the last block's device.
+- `load_run_fn(run_dir, device, dtype)`: the final model of a finished training run, unquantized.
+- `load_hf_model(source, ...)`: the only `AutoModelForCausalLM.from_pretrained` of the package
+  (a directory or a `.gguf` file), failures as one-line UserErrors.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+
+from tokenbound.errors import UserError
+from tokenbound.evaluation.sources import DTYPES, ModelSource, dir_sha256, file_sha256
+
+log = logging.getLogger(__name__)
+
+ACCEPTED = ("a tokenbound message (.tbm, from tokenbound compress), a Hugging Face causal-LM "
+            "directory (config.json + weights) or a .gguf file")
+
+
+def _probe_vocab(fn, device: str) -> int:
+    with torch.inference_mode():
+        return int(fn(torch.zeros(1, 1, dtype=torch.int64, device=device)).shape[-1])
+
+
+def _hf_context(config) -> int | None:
+    """Longest input of a model config (own GPTConfig or a transformers config), or None."""
+    for name in ("context_len", "block_size", "n_positions", "max_position_embeddings",
+                 "n_ctx", "seq_length"):
+        if getattr(config, name, None):
+            return int(getattr(config, name))
+    return None
+
+
+def _logits(out) -> torch.Tensor:
+    """Logits (B, T, V) from a model output: a tensor, a tuple or an object with .logits."""
+    if isinstance(out, torch.Tensor):
+        return out
+    return out.logits if hasattr(out, "logits") else out[0]
+
+
+def _wrap_hf(model, device: str, dtype: str, kind: str, path: str, sha: str,
+             device_map: str | None = None) -> ModelSource:
+    if device_map is None:
+        model = model.to(device=device, dtype=DTYPES[dtype])
+    model = model.eval()
+    first = model.get_input_embeddings().weight.device  # placed by accelerate if device_map
+
+    def fn(idx: torch.Tensor) -> torch.Tensor:
+        return model(input_ids=idx.to(first), use_cache=False).logits  # (B, T, V)
+
+    return ModelSource(fn, _probe_vocab(fn, device), _hf_context(model.config),
+                       {"kind": kind, "path": os.path.abspath(path), "sha256": sha})
+
+
+def _wrap_own(model, cfg, device: str, dtype: str, ident: dict,
+              tokenizer: str | None = None) -> ModelSource:
+    """A tokenbound GPT (decoded message or training run) as a ModelSource."""
+    model = model.to(device=device, dtype=DTYPES[dtype]).eval()
+
+    def fn(idx: torch.Tensor) -> torch.Tensor:
+        return _logits(model(idx))  # (B, T, V)
+
+    return ModelSource(fn, _probe_vocab(fn, device), _hf_context(cfg), ident, tokenizer=tokenizer)
+
+
+def _load_message(path: str, device: str, dtype: str) -> ModelSource:
+    from tokenbound.compression import decode  # the decoded model is the one scored
+
+    model, cfg, info = decode(path)
+    ident = {"kind": "message", "path": os.path.abspath(path), "sha256": file_sha256(path),
+             "message_bytes": os.path.getsize(path)}
+    tokenizer = info["extra"].get("tokenizer") if isinstance(info["extra"], dict) else None
+    return _wrap_own(model, cfg, device, dtype, ident, str(tokenizer) if tokenizer else None)
+
+
+def load_run_fn(run_dir, device: str = "cpu", dtype: str = "fp32") -> ModelSource:
+    """The final (unquantized) model of a finished `tokenbound train` run as a ModelSource.
+
+    Not a certificate's model (only a message's length is charged): for diagnostics such as the
+    accuracy before quantization. `ident` records the run directory and its trained weights' sha256.
+    """
+    from tokenbound.training.run import MODEL, load_run
+
+    model, cfg, _ = load_run(run_dir)
+    weights = os.path.join(str(run_dir), MODEL)
+    ident = {"kind": "run", "path": os.path.abspath(str(run_dir)), "sha256": file_sha256(weights)}
+    return _wrap_own(model, cfg, device, dtype, ident)
+
+
+def load_hf_model(source: str, *, torch_dtype=None, device_map: str | None = None,
+                  flag: str = "--model"):
+    """`AutoModelForCausalLM.from_pretrained` of a local directory or `.gguf` file, in eval mode.
+
+    `torch_dtype` None keeps transformers' default; failures are one-line UserErrors naming
+    `flag SOURCE` and what it accepts (out of memory is re-raised).
+    """
+    path = os.path.abspath(source)
+    kwargs = {"pretrained_model_name_or_path": path, "local_files_only": True}
+    if source.endswith(".gguf") and not os.path.isdir(source):
+        log.info("loading GGUF %s (dequantized by transformers; slow)", source)
+        kwargs.update(pretrained_model_name_or_path=os.path.dirname(path),
+                      gguf_file=os.path.basename(path))
+    if torch_dtype is not None:
+        kwargs["torch_dtype"] = torch_dtype
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    try:
+        from transformers import AutoModelForCausalLM
+    except ImportError:
+        raise UserError(f"{flag} {source}: Hugging Face and GGUF models need transformers: "
+                        "pip install 'tokenbound[hf]'") from None
+    try:
+        return AutoModelForCausalLM.from_pretrained(**kwargs).eval()
+    except (MemoryError, torch.cuda.OutOfMemoryError):
+        raise
+    except Exception as exc:  # transformers and gguf raise many types on files they reject
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise UserError(f"{flag} {source}: cannot load it ({why}); {flag} takes {ACCEPTED}") \
+            from None
+
+
+def load_model_fn(source: str, device: str = "cpu", dtype: str = "fp32",
+                  device_map: str | None = None) -> ModelSource:
+    """Load SOURCE: a directory -> Hugging Face causal LM; `*.gguf` -> GGUF via transformers;
+    any other file -> tokenbound message. `device_map` ("auto") is passed to
+    `from_pretrained` for the Hugging Face and GGUF cases (then `device` is not used)."""
+    if device_map not in (None, "auto"):
+        raise UserError(f"--device-map must be auto (got {device_map!r})")
+    if dtype not in DTYPES:
+        raise UserError(f"--dtype must be one of {sorted(DTYPES)} (got {dtype!r})")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda requested but no CUDA device is available; use --device cpu")
+    if not os.path.exists(source):
+        raise UserError(f"--model {source!r} does not exist; pass a message file, a Hugging Face "
+                        "model directory or a .gguf file")
+    if os.path.isdir(source):
+        if not os.path.exists(os.path.join(source, "config.json")):
+            raise UserError(f"--model {source!r} is a directory without config.json; pass a "
+                            "Hugging Face model directory")
+        from tokenbound.training.run import is_training_run
+
+        if is_training_run(source):
+            raise UserError(f"{source} is a tokenbound training run; compress it first: "
+                            f"tokenbound compress {source} --levels 17 --out {source}/model.tbm, "
+                            f"then pass --model {source}/model.tbm")
+        model = load_hf_model(source, torch_dtype=DTYPES[dtype], device_map=device_map)
+        return _wrap_hf(model, device, dtype, "hf", source, dir_sha256(source), device_map)
+    if source.endswith(".gguf"):
+        model = load_hf_model(source, torch_dtype=DTYPES[dtype], device_map=device_map)
+        return _wrap_hf(model, device, dtype, "gguf", source, file_sha256(source), device_map)
+    if device_map is not None:
+        raise UserError("--device-map applies to Hugging Face and GGUF models; a tokenbound "
+                        "message loads on one --device")
+    return _load_message(source, device, dtype)
