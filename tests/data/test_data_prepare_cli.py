@@ -253,3 +253,54 @@ def test_n_bytes_for_bits_per_byte(corpus_dir, tmp_path, tiny_hf):
     bare = write_stream(tmp_path / "bare", [np.array([1, 2])],
                         dict(tokenizer="bytes", vocab_size=256, eot_id=None, start_id=10))
     assert bare.n_bytes is None
+
+
+def _shas(out):
+    return [open_stream(out / s).sha256 for s in ("train", "heldout")]
+
+
+def test_command_streams_are_reused_by_the_pipeline_step(corpus_dir, tmp_path, capsys):
+    from tokenbound.experiments import steps
+
+    out = tmp_path / "out"
+    assert main(["prepare", "--corpus", str(corpus_dir), "--out", str(out)]) == 0
+    before = (out / "train" / "meta.json").read_text()
+    res = steps.prepare(str(corpus_dir), "bytes", out)  # the recipe's step, same settings
+    assert res["train"]["skipped"] and res["heldout"]["skipped"]
+    assert (out / "train" / "meta.json").read_text() == before
+    res = steps.prepare(str(corpus_dir), "bytes", tmp_path / "again", heldout_fraction=0.25)
+    assert not res["train"]["skipped"]
+    assert main(["prepare", "--corpus", str(corpus_dir), "--out", str(tmp_path / "again"),
+                 "--heldout-fraction", "0.25"]) == 0
+    assert "already prepared, kept" in capsys.readouterr().out
+
+
+def test_pipeline_streams_are_reused_by_the_command(corpus_dir, tmp_path, capsys, monkeypatch):
+    from tokenbound.experiments import steps
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    steps.prepare("corpus", "bytes", out, glob="*.txt", doc_separator=None)  # a relative path
+    shas = _shas(out)
+    capsys.readouterr()
+    assert main(["prepare", "--corpus", str(corpus_dir), "--out", str(out), "--glob",
+                 "*.txt"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert all("already prepared, kept" in line for line in lines[:2]) and _shas(out) == shas
+    assert main(["prepare", "--corpus", str(corpus_dir), "--out", str(out)]) == 2  # other glob
+    assert "--force" in capsys.readouterr().err
+
+
+def test_requests_written_by_older_versions_are_still_recognised(corpus_dir, tmp_path,
+                                                                  monkeypatch):
+    from tokenbound.data.prepare import _same_request, make_request
+
+    monkeypatch.chdir(tmp_path)
+    req = make_request(str(corpus_dir), tokenizer_from_spec("bytes"))
+    assert req["corpus"] == str(corpus_dir) and set(req) == {"corpus", "source", "tokenizer",
+                                                             "tokenizer_sha256"}
+    command = {**req, "heldout_fraction": None, "doc_separator": None, "glob": "*",
+               "text_column": "text"}  # what `tokenbound prepare` wrote
+    pipeline = {**req, "corpus": "corpus", "max_train_docs": None}  # the pipeline step, relative
+    assert _same_request(command, req) and _same_request(pipeline, req)
+    assert not _same_request({**command, "glob": "*.md"}, req)

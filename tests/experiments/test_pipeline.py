@@ -152,10 +152,10 @@ def test_recipe_errors_are_one_line(tmp_path):
 
 def test_truncate_train_keeps_heldout_flags_aligned():
     from tokenbound.data import load_corpus
-    from tokenbound.experiments.steps import _truncate_train
+    from tokenbound.data.prepare import truncate_train
 
     corp = load_corpus("shakespeare")
-    small = _truncate_train(corp, 5)
+    small = truncate_train(corp, 5)
     assert len(small.split("train")) == 5
     assert [d.name for d in small.split("heldout")] == [d.name for d in corp.split("heldout")]
     assert [d.name for d in small.split("train")] == [d.name for d in corp.split("train")[:5]]

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-from tokenbound.errors import UserError
 
 HELP = "tokenize a corpus into train/held-out token streams"
 DESCRIPTION = """Tokenize a corpus into OUT/train/ and OUT/heldout/ token streams (tokens.bin +
@@ -82,29 +80,15 @@ def _print_summary(streams: list, skipped: list[bool]) -> None:
 
 
 def run(args) -> int:
-    from tokenbound.data import (load_corpus, make_request, open_stream, prepare_corpus,
-                                 tokenizer_from_spec)
-    from tokenbound.data.prepare import existing_status
+    from tokenbound.data import prepare, tokenizer_from_spec
     from tokenbound.data.tokenizer import unescape
 
     separator = None if args.doc_separator is None else unescape(args.doc_separator)
     if args.tokenizer.startswith("gguf:"):
         print(f"loading tokenizer {args.tokenizer} (a few seconds)", file=sys.stderr)
     tok = tokenizer_from_spec(args.tokenizer, eot=args.eot)
-    corpus_id = (args.corpus if args.corpus in ("shakespeare", "pystdlib")
-                 else str(Path(args.corpus).expanduser().absolute()))
-    request = make_request(corpus_id, tok, heldout_fraction=args.heldout_fraction,
-                           doc_separator=separator, glob=args.glob, text_column=args.text_column)
-    out = Path(args.out)
-    if all(existing_status(out, request, args.force, tok).values()):
-        _print_summary([open_stream(out / s) for s in ("train", "heldout")], [True, True])
-        return 0
-    corpus = load_corpus(args.corpus, heldout_fraction=args.heldout_fraction,
-                         doc_separator=separator, glob=args.glob, text_column=args.text_column,
-                         tokenizer=tok)
-    if separator is not None and corpus.info.get("kind") != "text-file":
-        raise UserError("--doc-separator applies to a single text file corpus only")
-    results = prepare_corpus(corpus, tok, out, request, force=args.force,
-                             progress=sys.stderr.isatty())
+    results = prepare(args.corpus, tok, args.out, force=args.force,
+                      progress=sys.stderr.isatty(), heldout_fraction=args.heldout_fraction,
+                      doc_separator=separator, glob=args.glob, text_column=args.text_column)
     _print_summary([r.stream for r in results], [r.skipped for r in results])
     return 0

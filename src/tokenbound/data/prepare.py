@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tokenbound.data.corpora import Corpus
+from tokenbound.data.corpora import DEFAULT_HELDOUT_FRACTION, Corpus, load_corpus
 from tokenbound.data.files import TokenDocument
 from tokenbound.data.stream import TokenStream, is_stream, open_stream
 from tokenbound.data.tokenizer import Tokenizer
@@ -41,19 +41,50 @@ class SplitSummary:
     skipped: bool  # True: an identical stream already existed and was kept
 
 
+NAMED_CORPORA = ("shakespeare", "pystdlib")
+#: settings at these values are left out of the request (None = not given), so that
+#: `tokenbound prepare` (which passes every flag) and a recipe's prepare step (which passes the
+#: keys it has) build the same request from the same settings
+DEFAULTS = {"heldout_fraction": (None, DEFAULT_HELDOUT_FRACTION), "doc_separator": (None,),
+            "glob": (None, "*"), "text_column": (None, "text"), "max_train_docs": (None,)}
+_REQUEST_KEYS = ("corpus", "source", "tokenizer", "tokenizer_sha256")
+
+
+def corpus_id(name: str) -> str:
+    """How a corpus is named in a request: a named corpus as is, a path made absolute."""
+    return name if name in NAMED_CORPORA else str(Path(name).expanduser().absolute())
+
+
 def make_request(corpus_name: str, tokenizer: Tokenizer, **settings) -> dict:
     """The settings that determine the streams (compared to skip an identical prepare),
-    including the corpus content's fingerprint (`corpora.source_fingerprint`)."""
+    including the corpus content's fingerprint (`corpora.source_fingerprint`).
+
+    `settings`: `load_corpus`'s keywords (`doc_separator` already unescaped) and
+    `max_train_docs`; those at their defaults (`DEFAULTS`) are left out."""
     from tokenbound.data.corpora import source_fingerprint
 
-    return dict(corpus=corpus_name, source=source_fingerprint(corpus_name),
-                tokenizer=tokenizer.spec, tokenizer_sha256=tokenizer.source_sha256, **settings)
+    unknown = sorted(set(settings) - set(DEFAULTS))
+    if unknown:
+        raise UserError(f"unknown prepare setting(s) {', '.join(unknown)}: use "
+                        f"{', '.join(DEFAULTS)}")
+    return dict(corpus=corpus_id(corpus_name), source=source_fingerprint(corpus_name),
+                tokenizer=tokenizer.spec, tokenizer_sha256=tokenizer.source_sha256,
+                **_given(settings))
+
+
+def _given(settings: dict) -> dict:
+    return {k: v for k, v in settings.items() if v not in DEFAULTS.get(k, (None,))}
 
 
 def _same_request(stored, request: dict) -> bool:
-    """Equal requests; one stored before `source` was recorded is compared without it."""
-    if not isinstance(stored, dict):
+    """Equal requests. A stored request is read as `make_request` writes it today: its corpus
+    path made absolute and settings at their defaults dropped (older versions kept them); one
+    stored before `source` was recorded is compared without it."""
+    if not isinstance(stored, dict) or not isinstance(stored.get("corpus"), str):
         return False
+    stored = {**{k: v for k, v in stored.items() if k in _REQUEST_KEYS},
+              "corpus": corpus_id(stored["corpus"]),
+              **_given({k: v for k, v in stored.items() if k not in _REQUEST_KEYS})}
     if "source" not in stored:
         request = {k: v for k, v in request.items() if k != "source"}
     return stored == request
@@ -168,3 +199,47 @@ def prepare_corpus(corpus: Corpus, tok: Tokenizer, out: str | Path, request: dic
                                   overwrite=True)
         results.append(SplitSummary(split, stream, n_bytes, False))
     return results
+
+
+def prepare(corpus: str, tokenizer: Tokenizer, out: str | Path, *, force: bool = False,
+            progress: bool = False, max_train_docs: int | None = None,
+            **settings) -> list[SplitSummary]:
+    """Corpus name or path + tokenizer -> `out/train`, `out/heldout`: `tokenbound prepare` and a
+    recipe's prepare step both call this, so each reuses the other's streams.
+
+    `settings`: `load_corpus`'s `heldout_fraction`, `doc_separator` (already unescaped), `glob`,
+    `text_column`. `max_train_docs` keeps only the first N training documents (a smaller
+    population `m`, fixed before any data is seen). When both splits already hold this request's
+    streams, the corpus is not read.
+    """
+    out = Path(out)
+    request = make_request(corpus, tokenizer, max_train_docs=max_train_docs, **settings)
+    if all(existing_status(out, request, force, tokenizer).values()):
+        return [SplitSummary(sp, st, int(st.meta.get("n_bytes", 0)), True)
+                for sp, st in ((sp, open_stream(out / sp)) for sp in SPLITS)]
+    given = {k: v for k, v in settings.items() if v is not None}
+    corp = load_corpus(corpus, tokenizer=tokenizer, **given)
+    if "doc_separator" in given and corp.info.get("kind") != "text-file":
+        raise UserError(f"--doc-separator / doc_separator applies to a single text file corpus "
+                        f"only, and {corpus} is not one; remove it")
+    if max_train_docs is not None:
+        corp = truncate_train(corp, int(max_train_docs))
+    return prepare_corpus(corp, tokenizer, out, request, force=force, progress=progress)
+
+
+def truncate_train(corp: Corpus, n: int) -> Corpus:
+    """A copy of the corpus whose train split keeps its first `n` documents."""
+    import dataclasses
+
+    if n < 1:
+        raise UserError(f"max_train_docs must be >= 1 (got {n})")
+    docs, flags, n_train = [], [], 0
+    for d, held in zip(corp.documents, corp.heldout):
+        if not held:
+            if n_train == n:
+                continue
+            n_train += 1
+        docs.append(d)
+        flags.append(held)
+    return dataclasses.replace(corp, documents=docs, heldout=flags,
+                               info={**corp.info, "max_train_docs": n})

@@ -46,49 +46,24 @@ def read_json(path: str | Path) -> dict | None:
 # ---- prepare ---------------------------------------------------------------------------------
 def prepare(corpus: str, tokenizer: str, out: str | Path, *, max_train_docs: int | None = None,
             progress: bool = False, **settings) -> dict:
-    """Write OUT/train and OUT/heldout (skipped when identical streams exist).
+    """Write OUT/train and OUT/heldout with `tokenbound.data.prepare` (the function `tokenbound
+    prepare` calls: each reuses the other's streams); skipped when identical streams exist.
 
     `max_train_docs` keeps only the first N training documents (a smaller population `m`,
     fixed in the recipe before any data is seen; used by `demo --quick`). `settings` are
     `load_corpus`'s `heldout_fraction`, `doc_separator` (escapes such as \\n decoded, as by
-    `prepare --doc-separator`), `glob` and `text_column`; only those given enter the request
-    that identifies the streams.
+    `prepare --doc-separator`), `glob` and `text_column`.
     """
-    from tokenbound.data import load_corpus, make_request, prepare_corpus, tokenizer_from_spec
+    from tokenbound.data import prepare as prepare_streams
+    from tokenbound.data import tokenizer_from_spec
     from tokenbound.data.tokenizer import unescape
 
-    given = {k: v for k, v in settings.items() if v is not None}
-    if "doc_separator" in given:
-        given["doc_separator"] = unescape(given["doc_separator"])
-    tok = tokenizer_from_spec(tokenizer)
-    corp = load_corpus(corpus, tokenizer=tok, **given)
-    if "doc_separator" in given and corp.info.get("kind") != "text-file":
-        raise UserError(f"doc_separator applies to a single text file corpus only, and "
-                        f"{corpus} is not one; remove it")
-    if max_train_docs is not None:
-        corp = _truncate_train(corp, int(max_train_docs))
-    request = make_request(corpus, tok, max_train_docs=max_train_docs, **given)
-    summaries = prepare_corpus(corp, tok, out, request, progress=progress)
+    if settings.get("doc_separator") is not None:
+        settings["doc_separator"] = unescape(settings["doc_separator"])
+    summaries = prepare_streams(corpus, tokenizer_from_spec(tokenizer), out,
+                                max_train_docs=max_train_docs, progress=progress, **settings)
     return {s.split: {"n_tokens": len(s.stream), "n_docs": s.stream.n_docs, "n_bytes": s.n_bytes,
                       "sha256": s.stream.sha256, "skipped": s.skipped} for s in summaries}
-
-
-def _truncate_train(corp, n: int):
-    """A copy of the corpus whose train split keeps its first `n` documents."""
-    import dataclasses
-
-    if n < 1:
-        raise UserError(f"max_train_docs must be >= 1 (got {n})")
-    docs, flags, n_train = [], [], 0
-    for d, held in zip(corp.documents, corp.heldout):
-        if not held:
-            if n_train == n:
-                continue
-            n_train += 1
-        docs.append(d)
-        flags.append(held)
-    return dataclasses.replace(corp, documents=docs, heldout=flags,
-                               info={**corp.info, "max_train_docs": n})
 
 
 # ---- train -----------------------------------------------------------------------------------
