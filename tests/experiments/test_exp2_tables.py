@@ -5,7 +5,7 @@ import math
 import pytest
 
 from tokenbound.experiments import (exp_compression, exp_doc_vs_token, exp_quantization,
-                                    exp_sampling, exp_scaling)
+                                    exp_sampling, exp_scaling, family)
 
 
 def _rep(certified=3.5, fam="betting"):
@@ -31,12 +31,12 @@ def test_compression_row_and_best():
 
 
 def test_compression_model_config():
-    s = exp_compression.get_scale(True, {"d_model": 32})
-    cfg = exp_compression.model_config(s, "monarch", True)
+    s = family.get_scale(True, {"d_model": 32})
+    cfg = family.model_config(s, "monarch", True)
     assert cfg["d_model"] == 32 and cfg["linear"] == {"attn": "monarch", "mlp": "monarch",
                                                       "head": "dense"}
     assert cfg["subspace_dim"] == s["subspace_dim"]
-    assert "subspace_dim" not in exp_compression.model_config(s, "dense", False)
+    assert "subspace_dim" not in family.model_config(s, "dense", False)
 
 
 def test_doc_token_row():

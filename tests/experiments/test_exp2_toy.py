@@ -6,7 +6,7 @@ import pytest
 
 from tokenbound.commands.experiment import render
 from tokenbound.experiments import (exp_compression, exp_doc_vs_token, exp_quantization,
-                                    exp_sampling, exp_scaling)
+                                    exp_sampling, exp_scaling, family)
 
 TOY = {"docs": 1, "context_len": 32, "n_layer": 1, "n_head": 2, "d_model": 16, "steps": 2,
        "batch": 4, "subspace_dim": 64, "eval_batch": 64, "heldout_samples": 8}
@@ -29,9 +29,9 @@ def test_compression_and_doc_vs_token_toy(tmp_path):
     assert d["documents N"] == 1 and d["document-level bound"] > d["token-level bound"]
     assert "Document-level" in render("doc-vs-token", json.loads(json.dumps(doc)))
     # the paper column looked up in the exact statistics equals a real sampled evaluation
-    run_dir = exp_compression.work_dir(work, True) / "compression" / "dense+subspace"
-    looked_up = exp_compression.sample_from_exact(run_dir, TOY, n=300)
-    real = exp_compression.sampled_certificate(run_dir, TOY, stride=32, n=300)
+    run_dir = family.work_dir(work, True) / "compression" / "dense+subspace"
+    looked_up = family.sample_from_exact(run_dir, TOY, n=300)
+    real = family.sampled_certificate(run_dir, TOY, stride=32, n=300)
     assert looked_up["paper"]["value"] == pytest.approx(real["cert"]["paper"]["value"], rel=1e-9)
     assert looked_up["sampled"]["value"] == pytest.approx(real["cert"]["token"]["best"]["value"],
                                                           rel=1e-9)

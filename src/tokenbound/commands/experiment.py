@@ -25,34 +25,24 @@ EPILOG = """examples:
 
 def _description() -> str:
     from tokenbound.experiments.registry import EXPERIMENTS, load
-    from tokenbound.errors import UserError
 
     lines = ["Runs one experiment and writes OUT/results.json, OUT/results.md and its PNG plot.",
              "", "experiments:"]
     for name in EXPERIMENTS:
-        try:
-            h = load(name).HELP
-        except UserError:
-            h = "(not built yet)"
-        lines.append(f"  {name:<14} {h}")
+        lines.append(f"  {name:<14} {load(name).HELP}")
     return "\n".join(lines)
 
 
 def add_arguments(parser) -> None:
     from tokenbound.experiments.registry import EXPERIMENTS, load
-    from tokenbound.errors import UserError
 
     parser.description = _description()
     sub = parser.add_subparsers(dest="experiment", metavar="NAME")
     for name in EXPERIMENTS:
-        try:
-            mod = load(name)
-        except UserError:
-            p = sub.add_parser(name, help="(not built yet)")
-        else:
-            p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
-            if hasattr(mod, "add_arguments"):
-                mod.add_arguments(p)
+        mod = load(name)
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        if hasattr(mod, "add_arguments"):
+            mod.add_arguments(p)
         p.add_argument("--out", help="output directory (default runs/exp-NAME[-quick])")
         p.add_argument("--quick", action="store_true", help="the short version (minutes)")
         p.add_argument("--no-progress", action="store_true", help="no progress bars")

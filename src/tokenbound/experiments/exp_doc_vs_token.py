@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tokenbound.experiments import exp_compression as EC
+from tokenbound.experiments import family
 from tokenbound.experiments.report import figure
 
 HELP = "the compression variants bounded with scenes as i.i.d. documents vs tokens as data points"
@@ -24,10 +24,10 @@ COLUMNS = ["variant", "code bits", "documents N", "tokens m", "train bits/byte",
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--variants", nargs="+", choices=list(EC.VARIANTS), metavar="VARIANT",
+    parser.add_argument("--variants", nargs="+", choices=list(family.VARIANTS), metavar="VARIANT",
                         help="subset of the compression variants (default: all)")
-    parser.add_argument("--work", default=EC.WORK, help="shared directory of data and model "
-                        f"runs (default {EC.WORK}; the compression runs there are reused)")
+    parser.add_argument("--work", default=family.WORK, help="shared directory of data and model "
+                        f"runs (default {family.WORK}; the compression runs there are reused)")
 
 
 def doc_token_row(name: str, rep: dict) -> dict:
@@ -45,11 +45,11 @@ def doc_token_row(name: str, rep: dict) -> dict:
             "document vacuous": None if doc is None else doc["vacuous"]}
 
 
-def run(out_dir: str, quick: bool, progress: bool, variants=None, work: str = EC.WORK,
+def run(out_dir: str, quick: bool, progress: bool, variants=None, work: str = family.WORK,
         scale_override: dict | None = None, **_) -> dict:
-    scale = EC.get_scale(quick, scale_override)
-    names = list(variants) if variants else list(EC.VARIANTS)
-    rows = [doc_token_row(n, EC.variant_run(n, work, quick, scale, progress)) for n in names]
+    scale = family.get_scale(quick, scale_override)
+    names = list(variants) if variants else list(family.VARIANTS)
+    rows = [doc_token_row(n, family.variant_run(n, work, quick, scale, progress)) for n in names]
     plots = [plot(rows, Path(out_dir) / "doc_vs_token.png")]
     return {"title": "Document-level vs token-level bounds (Shakespeare bytes, scenes as "
                      "documents)", "columns": COLUMNS, "rows": rows, "plots": plots,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from tokenbound.experiments import exp_compression as EC
+from tokenbound.experiments import family
 from tokenbound.experiments import steps
 from tokenbound.experiments.report import figure
 
@@ -27,10 +27,10 @@ COLUMNS = ["levels", "code bits", "bits/param", "quant loss increase", "train bi
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--variant", default="dense + subspace", choices=list(EC.VARIANTS),
+    parser.add_argument("--variant", default="dense + subspace", choices=list(family.VARIANTS),
                         metavar="VARIANT", help="which compression variant to quantize "
                         "(default: dense + subspace)")
-    parser.add_argument("--work", default=EC.WORK, help=f"shared directory (default {EC.WORK})")
+    parser.add_argument("--work", default=family.WORK, help=f"shared directory (default {family.WORK})")
 
 
 def level_certificate(run_dir: Path, scale: dict, levels: int, progress: bool) -> dict:
@@ -49,7 +49,7 @@ def level_certificate(run_dir: Path, scale: dict, levels: int, progress: bool) -
     steps.evaluate(qdir / "model.tbm", run_dir / "data" / "train", qdir / "eval",
                    {"context_len": L, "stride": L, "mode": "exact",
                     "batch_size": scale["eval_batch"], "dtype": "fp32"}, progress=progress)
-    cert = steps.certify(qdir / "eval", comp["total_bits"], delta=EC.DELTA)
+    cert = steps.certify(qdir / "eval", comp["total_bits"], delta=family.DELTA)
     got = {"levels": levels, "compress": comp, "cert": cert}
     steps.atomic_json(cache, got)
     return got
@@ -72,7 +72,7 @@ def best_level_paid(run_dir: Path, best: dict, n_levels: int) -> dict:
     """The best row recertified with ceil(log2 n_levels) extra bits (selection paid)."""
     extra = math.ceil(math.log2(n_levels))
     qdir = run_dir / "quantization" / f"L{best['levels']}"
-    cert = steps.certify(qdir / "eval", best["code bits"], delta=EC.DELTA, extra_bits=extra)
+    cert = steps.certify(qdir / "eval", best["code bits"], delta=family.DELTA, extra_bits=extra)
     b = cert["token"]["best"]
     return {**best, "levels": f"best ({best['levels']}), +{extra} bits paid",
             "bound bits/byte": b["value"], "complexity term": b["complexity_term"],
@@ -80,9 +80,9 @@ def best_level_paid(run_dir: Path, best: dict, n_levels: int) -> dict:
 
 
 def run(out_dir: str, quick: bool, progress: bool, variant: str = "dense + subspace",
-        work: str = EC.WORK, levels=LEVELS, scale_override: dict | None = None, **_) -> dict:
-    scale = EC.get_scale(quick, scale_override)
-    rep = EC.variant_run(variant, work, quick, scale, progress)
+        work: str = family.WORK, levels=LEVELS, scale_override: dict | None = None, **_) -> dict:
+    scale = family.get_scale(quick, scale_override)
+    rep = family.variant_run(variant, work, quick, scale, progress)
     run_dir = Path(rep["provenance"]["recipe"]["out"])
     rows = [level_row(level_certificate(run_dir, scale, L, progress)) for L in levels]
     best = min(rows, key=lambda r: r["bound bits/byte"])

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from tokenbound.errors import UserError
-from tokenbound.experiments import exp_compression as EC
+from tokenbound.experiments import family
 from tokenbound.experiments import steps
 from tokenbound.experiments.report import figure
 
@@ -36,16 +36,16 @@ COLUMNS = ["method", "draws n", "forward passes", "tokens scored", "wall s",
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--variant", default="dense + subspace", choices=list(EC.VARIANTS),
+    parser.add_argument("--variant", default="dense + subspace", choices=list(family.VARIANTS),
                         metavar="VARIANT", help="which compression variant (default: "
                         "dense + subspace)")
-    parser.add_argument("--work", default=EC.WORK, help=f"shared directory (default {EC.WORK})")
-    parser.add_argument("--samples", type=int, default=EC.PAPER_SAMPLES,
+    parser.add_argument("--work", default=family.WORK, help=f"shared directory (default {family.WORK})")
+    parser.add_argument("--samples", type=int, default=family.PAPER_SAMPLES,
                         help="n of the one-token and same-budget window samples (default 10000)")
 
 
 def sampled_row(method: str, s: dict) -> dict:
-    """A row from `EC.sampled_certificate`'s result (sampled-mode certificate + eval.json)."""
+    """A row from `family.sampled_certificate`'s result (sampled-mode certificate + eval.json)."""
     cert, ev = s["cert"], s["eval"]
     best = cert["token"]["best"]
     samp = ev["sample"]
@@ -86,20 +86,20 @@ def exact_timing(run_dir: Path, scale: dict, progress: bool) -> dict:
 
 
 def run(out_dir: str, quick: bool, progress: bool, variant: str = "dense + subspace",
-        work: str = EC.WORK, samples: int = EC.PAPER_SAMPLES,
+        work: str = family.WORK, samples: int = family.PAPER_SAMPLES,
         scale_override: dict | None = None, **_) -> dict:
     if int(samples) < 10:
         raise UserError(f"--samples {samples}: use 10 or more (the last row draws --samples/10 "
-                        f"positions; default {EC.PAPER_SAMPLES:,})")
-    scale = EC.get_scale(quick, scale_override)
-    rep = EC.variant_run(variant, work, quick, scale, progress)
+                        f"positions; default {family.PAPER_SAMPLES:,})")
+    scale = family.get_scale(quick, scale_override)
+    rep = family.variant_run(variant, work, quick, scale, progress)
     run_dir = Path(rep["provenance"]["recipe"]["out"])
     L, n = scale["context_len"], int(samples)
     rows = []
     for method, stride, k in ((f"one token per pass (stride 1), n = {n:,}", 1, n),
                               (f"windows (stride L), n = {n:,}", L, n),
                               (f"windows (stride L), n = {n // 10:,}", L, n // 10)):
-        s = EC.sampled_certificate(run_dir, scale, stride=stride, n=k, progress=progress)
+        s = family.sampled_certificate(run_dir, scale, stride=stride, n=k, progress=progress)
         rows.append(sampled_row(method, s))
     t = exact_timing(run_dir, scale, progress)
     rows.append(exact_row({**rep, "n_windows": t["n_windows"]}, t["wall_s"]))

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from tokenbound.errors import UserError
-from tokenbound.experiments import exp_compression as EC
+from tokenbound.experiments import family
 from tokenbound.experiments.report import figure
 
 HELP = "GPTs of 4-5 widths, same data and steps: held-out loss, bound and terms vs size"
@@ -30,7 +30,7 @@ COLUMNS = ["d_model", "total params", "trained params", "code bits", "train bits
 def add_arguments(parser) -> None:
     parser.add_argument("--widths", type=int, nargs="+", help="d_model values (default: "
                         "32 64 96 128 quick, + 192 full)")
-    parser.add_argument("--work", default=EC.WORK, help=f"shared directory (default {EC.WORK})")
+    parser.add_argument("--work", default=family.WORK, help=f"shared directory (default {family.WORK})")
 
 
 def total_params(model_cfg: dict) -> int:
@@ -63,9 +63,9 @@ def pearson(x, y) -> float | None:
     return float(np.corrcoef(x, y)[0, 1])
 
 
-def run(out_dir: str, quick: bool, progress: bool, widths=None, work: str = EC.WORK,
+def run(out_dir: str, quick: bool, progress: bool, widths=None, work: str = family.WORK,
         scale_override: dict | None = None, **_) -> dict:
-    scale = EC.get_scale(quick, scale_override)
+    scale = family.get_scale(quick, scale_override)
     widths = tuple(widths) if widths else WIDTHS["quick" if quick else "full"]
     heads = scale["n_head"]
     bad = [w for w in widths if w < 1 or w % heads]
@@ -73,12 +73,12 @@ def run(out_dir: str, quick: bool, progress: bool, widths=None, work: str = EC.W
         raise UserError(f"--widths {' '.join(map(str, bad))}: every width (d_model) must be a "
                         f"positive multiple of {heads}, the experiment's number of attention "
                         f"heads (e.g. --widths 32 64 96 128)")
-    data = EC.shared_data(work, scale, progress)
+    data = family.shared_data(work, scale, progress)
     rows = []
     for w in widths:
-        model = EC.model_config(scale, "dense", True, d_model=int(w))
-        rep = EC.run_model(EC.work_dir(work, quick) / "scaling" / f"d{w}", data, scale, model,
-                           EC.train_config(scale, LR), progress=progress)
+        model = family.model_config(scale, "dense", True, d_model=int(w))
+        rep = family.run_model(family.work_dir(work, quick) / "scaling" / f"d{w}", data, scale, model,
+                           family.train_config(scale, LR), progress=progress)
         rows.append(scaling_row(int(w), total_params(model), rep))
     corr = pearson([r["bound bits/byte"] for r in rows], [r["held-out bits/byte"] for r in rows])
     plots = [plot(rows, Path(out_dir) / "scaling.png")]

@@ -35,19 +35,8 @@ def list_experiments() -> list[str]:
 
 
 def load(name: str) -> ModuleType:
-    """Import the module of experiment `name`.
-
-    Raises UserError for an unknown name, and for a registered experiment whose module does
-    not exist yet ("experiment X is not built yet").
-    """
+    """Import the module of experiment `name`; UserError for an unknown name."""
     if name not in EXPERIMENTS:
         raise UserError(f"unknown experiment {name!r}; choose one of: "
                         + ", ".join(EXPERIMENTS))
-    modname = EXPERIMENTS[name]
-    try:
-        return importlib.import_module(modname)
-    except ModuleNotFoundError as exc:
-        if exc.name != modname:
-            raise
-        raise UserError(f"experiment {name} is not built yet (module {modname} is missing); "
-                        "choose another one") from None
+    return importlib.import_module(EXPERIMENTS[name])

@@ -228,13 +228,13 @@ def certify(eval_dir: str | Path, code_bits: int, *, delta: float = 0.05, extra_
         m = int(man["n_tokens"])
         cert = B.certify_sampled(s["Y"], s["W"], m=m, estimator=estimator, **grids, **common)
         out["token"] = cert.to_dict()
-        out["paper"] = _paper_from_sample(s, stats, m, common)
+        out["paper"] = paper_from_sample(s, stats, m, common)
         out["m"], out["n"] = m, int(s["Y"].shape[0])
         out["mean_bits"] = None
     return out
 
 
-def _paper_from_sample(s: dict, stats, m: int, common: dict) -> dict:
+def paper_from_sample(s: dict, stats, m: int, common: dict) -> dict:
     """The published arithmetic (DESIGN 2.7), best over alphas: not a certificate."""
     from tokenbound import bounds as B
 
