@@ -49,7 +49,7 @@ def candidates_grid(n) -> dict:
 
 
 def with_lambdas(base: dict, lams) -> dict:
-    """`base` (grid name -> size) plus `"lambda": len(lams)`; a copy of `base` when `lams` is None."""
+    """`base` (grid name -> size) plus `"lambda": len(lams)`; a copy of `base` if `lams` is None."""
     return dict(base) if lams is None else {**base, "lambda": len(lams)}
 
 

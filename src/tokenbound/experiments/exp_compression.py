@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from tokenbound.experiments import family
 from tokenbound.experiments.family import (PAPER_SAMPLES, VARIANTS, WORK, get_scale,
                                            sample_from_exact, variant_run)
 from tokenbound.experiments.report import figure
@@ -37,10 +38,7 @@ COLUMNS = ["variant", "trained params", "code bits", "train bits/byte", "held-ou
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), metavar="VARIANT",
-                        help="subset of: " + ", ".join(VARIANTS) + " (default: all)")
-    parser.add_argument("--work", default=WORK, help="shared directory of data and model runs "
-                        f"of the compression-family experiments (default {WORK})")
+    family.add_arguments(parser, variants=True)
 
 
 # ---- table ------------------------------------------------------------------------------------

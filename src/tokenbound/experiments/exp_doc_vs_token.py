@@ -24,10 +24,7 @@ COLUMNS = ["variant", "code bits", "documents N", "tokens m", "train bits/byte",
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--variants", nargs="+", choices=list(family.VARIANTS), metavar="VARIANT",
-                        help="subset of the compression variants (default: all)")
-    parser.add_argument("--work", default=family.WORK, help="shared directory of data and model "
-                        f"runs (default {family.WORK}; the compression runs there are reused)")
+    family.add_arguments(parser, variants=True)
 
 
 def doc_token_row(name: str, rep: dict) -> dict:

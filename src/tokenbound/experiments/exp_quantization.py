@@ -27,10 +27,7 @@ COLUMNS = ["levels", "code bits", "bits/param", "quant loss increase", "train bi
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--variant", default="dense + subspace", choices=list(family.VARIANTS),
-                        metavar="VARIANT", help="which compression variant to quantize "
-                        "(default: dense + subspace)")
-    parser.add_argument("--work", default=family.WORK, help=f"shared directory (default {family.WORK})")
+    family.add_arguments(parser, variant="to quantize ")
 
 
 def level_certificate(run_dir: Path, scale: dict, levels: int, progress: bool) -> dict:

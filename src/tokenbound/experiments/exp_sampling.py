@@ -36,10 +36,7 @@ COLUMNS = ["method", "draws n", "forward passes", "tokens scored", "wall s",
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--variant", default="dense + subspace", choices=list(family.VARIANTS),
-                        metavar="VARIANT", help="which compression variant (default: "
-                        "dense + subspace)")
-    parser.add_argument("--work", default=family.WORK, help=f"shared directory (default {family.WORK})")
+    family.add_arguments(parser, variant="")
     parser.add_argument("--samples", type=int, default=family.PAPER_SAMPLES,
                         help="n of the one-token and same-budget window samples (default 10000)")
 

@@ -30,7 +30,7 @@ COLUMNS = ["d_model", "total params", "trained params", "code bits", "train bits
 def add_arguments(parser) -> None:
     parser.add_argument("--widths", type=int, nargs="+", help="d_model values (default: "
                         "32 64 96 128 quick, + 192 full)")
-    parser.add_argument("--work", default=family.WORK, help=f"shared directory (default {family.WORK})")
+    family.add_arguments(parser)
 
 
 def total_params(model_cfg: dict) -> int:

@@ -36,6 +36,22 @@ VARIANTS = {
 }
 
 
+def add_arguments(parser, *, variant: str | None = None, variants: bool = False) -> None:
+    """The flags the family's experiments share: `--variants` (a subset, default all) when
+    `variants`, `--variant` (one, default "dense + subspace"; `variant` says what it is used
+    for) when given, and `--work` (the shared directory of data and model runs)."""
+    if variants:
+        parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), metavar="VARIANT",
+                            help="subset of: " + ", ".join(VARIANTS) + " (default: all)")
+    if variant is not None:
+        parser.add_argument("--variant", default="dense + subspace", choices=list(VARIANTS),
+                            metavar="VARIANT", help=f"which compression variant {variant}"
+                            "(default: dense + subspace)")
+    parser.add_argument("--work", default=WORK, help="shared directory of the data and model "
+                        f"runs of the compression-family experiments, reused by each (default "
+                        f"{WORK})")
+
+
 def get_scale(quick: bool, override: dict | None = None) -> dict:
     """The quick or full scale, with `override`'s entries replacing its own."""
     return {**SCALES["quick" if quick else "full"], **(override or {})}
