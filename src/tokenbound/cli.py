@@ -8,6 +8,7 @@ imported lazily so that `tokenbound calc` never imports torch.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
@@ -95,6 +96,12 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
         return 0
     except OSError as exc:  # a path that is a directory, under a file, not writable, ...
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            from tokenbound.fileio import disk_error
+
+            print(f"tokenbound {args.command}: error: "
+                  f"{disk_error(exc.filename or 'the output', exc)}", file=sys.stderr)
+            return 2
         what = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
         print(f"tokenbound {args.command}: error: {what}; check the path (an --out that "
               f"exists as the wrong kind, a missing or read-only directory)", file=sys.stderr)

@@ -26,7 +26,8 @@ import os
 import torch
 
 from tokenbound.errors import UserError
-from tokenbound.evaluation.sources import DTYPES, ModelSource, dir_sha256, file_sha256
+from tokenbound.evaluation.sources import DTYPES, ModelSource
+from tokenbound.fileio import dir_sha256, file_sha256
 
 log = logging.getLogger(__name__)
 

@@ -115,7 +115,7 @@ def test_training_run_directory_is_refused_with_the_compress_command(pipeline, c
 def test_training_run_loads_as_a_source_with_the_run_weights(pipeline):
     import torch
 
-    from tokenbound.evaluation.sources import file_sha256
+    from tokenbound.fileio import file_sha256
     from tokenbound.sources import load_run_fn
     from tokenbound.training import load_run
 

@@ -9,7 +9,7 @@ import torch
 from tokenbound.cli import main
 from tokenbound.data import write_stream
 from tokenbound.evaluation.scoring import score_tokens
-from tokenbound.evaluation.sources import file_sha256
+from tokenbound.fileio import file_sha256
 from tokenbound.evaluation.windows import make_windows
 from tokenbound.sources import load_model_fn
 

@@ -67,7 +67,13 @@ def run(args) -> int:
         raise UserError(f"--qat-lr must be > 0, got {args.qat_lr}")
     if args.kmeans and args.method not in (None, "kmeans"):
         raise UserError(f"--kmeans conflicts with --method {args.method}; give one of them")
-    report = _hf_report(args) if args.hf else _run_report(args)
+    if Path(args.out).is_dir():
+        raise UserError(f"--out {args.out} is a directory; give the message's file name, e.g. "
+                        f"--out {Path(args.out) / 'model.tbm'}")
+    from tokenbound.fileio import file_lock
+
+    with file_lock(args.out):
+        report = _hf_report(args) if args.hf else _run_report(args)
     return _show(report, args.json)
 
 

@@ -51,21 +51,21 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from tokenbound.errors import UserError
     from tokenbound.experiments.registry import load
+    from tokenbound.fileio import atomic_write_json, atomic_write_text, dir_lock
 
     if not getattr(args, "experiment", None):
         raise UserError("name an experiment: tokenbound experiment NAME (see --help)")
     mod = load(args.experiment)
     out = args.out or f"runs/exp-{args.experiment}" + ("-quick" if args.quick else "")
-    Path(out).mkdir(parents=True, exist_ok=True)
     skip = {"command", "verbose", "_run", "experiment", "out", "quick", "no_progress"}
     kwargs = {k: v for k, v in vars(args).items() if k not in skip}
     started = datetime.datetime.now(datetime.timezone.utc)
-    res = mod.run(out, args.quick, not args.no_progress, **kwargs)
-    res = dict(res)
-    res.setdefault("provenance", {}).update(provenance(started))
-    (Path(out) / "results.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
-    text = render(args.experiment, res)
-    (Path(out) / "results.md").write_text(text)
+    with dir_lock(out):
+        res = dict(mod.run(out, args.quick, not args.no_progress, **kwargs))
+        res.setdefault("provenance", {}).update(provenance(started))
+        atomic_write_json(Path(out) / "results.json", res, indent=2, default=str)
+        text = render(args.experiment, res)
+        atomic_write_text(Path(out) / "results.md", text)
     print(text)
     print(f"written: {out}/results.json, {out}/results.md"
           + "".join(f", {out}/{p}" for p in res.get("plots", [])))

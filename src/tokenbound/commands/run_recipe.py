@@ -36,8 +36,11 @@ def execute(recipe, as_json: bool = False) -> int:
 
     from tokenbound.experiments.pipeline import run as run_pipeline
 
+    from tokenbound.fileio import dir_lock
+
     say = (lambda m: None) if as_json else print
-    rep = run_pipeline(recipe, progress=not as_json, say=say)
+    with dir_lock(recipe.out):
+        rep = run_pipeline(recipe, progress=not as_json, say=say)
     if as_json:
         print(json.dumps(rep, indent=2))
     else:

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from tokenbound.errors import UserError
+from tokenbound.fileio import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,6 @@ OFFSETS_FILE = "doc_offsets.npy"
 META_FILE = "meta.json"
 REQUIRED_KEYS = ("format", "format_version", "tokenizer", "vocab_size", "dtype", "n_tokens",
                  "n_docs", "eot_id", "start_id", "eot_delimited", "sha256", "doc_offsets_sha256")
-_CHUNK = 1 << 24  # bytes per read when hashing
 
 
 def dtype_for_vocab(vocab_size: int) -> np.dtype:
@@ -60,14 +60,6 @@ def dtype_for_vocab(vocab_size: int) -> np.dtype:
     if vocab_size <= 1 << 32:
         return np.dtype("<u4")
     raise UserError(f"vocab_size {vocab_size:,} does not fit uint32; use a smaller tokenizer")
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True, eq=False)
@@ -106,9 +98,6 @@ class TokenStream:
         """Hex sha256 of what the stream is as data: its tokens, its document boundaries, its
         tokenizer (spec and source sha256), start and end-of-text ids. Two streams with the same
         tokens but other boundaries or another tokenizer differ here (not in `sha256`)."""
-        import hashlib
-        import json
-
         keys = ("sha256", "doc_offsets_sha256", "tokenizer", "tokenizer_sha256", "start_id",
                 "eot_id")
         blob = json.dumps({k: self.meta.get(k) for k in keys}, sort_keys=True)
@@ -141,7 +130,7 @@ class TokenStream:
     def verify(self) -> None:
         """Recompute the sha256 of tokens.bin and doc_offsets.npy; UserError on any mismatch."""
         for name, key in ((TOKENS_FILE, "sha256"), (OFFSETS_FILE, "doc_offsets_sha256")):
-            got = _sha256_file(self.path / name)
+            got = file_sha256(self.path / name)
             if got != self.meta[key]:
                 raise UserError(f"{self.path / name} is corrupted (sha256 {got[:12]} != "
                                 f"{self.meta[key][:12]} in meta.json); rerun "

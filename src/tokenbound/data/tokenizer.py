@@ -23,7 +23,6 @@ encodes to one token, else 0.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 from pathlib import Path
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from tokenbound.errors import UserError
+from tokenbound.fileio import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ class HFTokenizer(Tokenizer):
             self.eot_id = next((vocab[n] for n in EOT_NAMES if n in vocab), None)
         self.spec = spec + (f"#eot={eot}" if eot is not None else "")
         self.start_id = self.eot_id if self.eot_id is not None else self._fallback_start(vocab)
-        self.source_sha256 = _sha256_file(source)
+        self.source_sha256 = file_sha256(source)
 
     def _fallback_start(self, vocab: dict) -> int:
         bos = next((vocab[n] for n in BOS_NAMES if n in vocab), None)
@@ -186,14 +186,6 @@ class HFTokenizer(Tokenizer):
         """Batch `decode` (parallel inside the tokenizers library)."""
         return self._tk.decode_batch([np.asarray(ids).reshape(-1).tolist() for ids in seqs],
                                      skip_special_tokens=False)
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _load_hf(path_text: str, eot: str | None) -> HFTokenizer:

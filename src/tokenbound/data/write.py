@@ -21,39 +21,11 @@ import numpy as np
 from tokenbound.data.stream import (FORMAT, FORMAT_VERSION, META_FILE, OFFSETS_FILE, TOKENS_FILE,
                                     TokenStream, dtype_for_vocab, open_stream)
 from tokenbound.errors import UserError
+from tokenbound.fileio import file_sha256, fsync_dir, sweep_temps, temp_name
 
 log = logging.getLogger(__name__)
 
 INPUT_KEYS = ("tokenizer", "vocab_size", "eot_id", "start_id")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _remove_stale_temps(dest: Path) -> None:
-    """Remove `.NAME.tmp-<pid>-*` / `.NAME.old-<pid>-*` siblings left by dead (or this) process."""
-    for prefix in (f".{dest.name}.tmp-", f".{dest.name}.old-"):
-        for p in dest.parent.glob(prefix + "*"):
-            pid_text = p.name[len(prefix):].split("-", 1)[0]
-            pid = int(pid_text) if pid_text.isdigit() else -1
-            if pid == os.getpid() or not _pid_alive(pid):
-                log.info("removing leftover temporary directory %s", p)
-                shutil.rmtree(p, ignore_errors=True)
 
 
 def _check_destination(dest: Path, overwrite: bool) -> None:
@@ -108,7 +80,7 @@ def _write_offsets(tmp: Path, lengths: list) -> tuple[np.ndarray, str]:
         np.save(f, offsets, allow_pickle=False)
         f.flush()
         os.fsync(f.fileno())
-    return offsets, hashlib.sha256((tmp / OFFSETS_FILE).read_bytes()).hexdigest()
+    return offsets, file_sha256(tmp / OFFSETS_FILE)
 
 
 def _complete_meta(meta: dict, dtype: np.dtype, offsets: np.ndarray, sha: str,
@@ -142,7 +114,7 @@ def _install(tmp: Path, dest: Path) -> None:
         old = dest.parent / f".{dest.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
         os.rename(dest, old)
     os.rename(tmp, dest)
-    _fsync_dir(dest.parent)
+    fsync_dir(dest.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -162,9 +134,9 @@ def write_stream(path: str | os.PathLike, docs: Iterable, meta: dict, *,
     _check_input_meta(meta)
     _check_destination(dest, overwrite)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(dest)
+    sweep_temps(dest.parent, dest.name)
     dtype = dtype_for_vocab(int(meta["vocab_size"]))
-    tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp = temp_name(dest)
     tmp.mkdir()
     try:
         lengths, sha = _write_tokens(tmp, docs, meta, dtype)
@@ -175,7 +147,7 @@ def write_stream(path: str | os.PathLike, docs: Iterable, meta: dict, *,
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         if dest.exists() and any(dest.iterdir()):
             _check_destination(dest, overwrite)  # still ours to replace (nothing raced in)
         elif dest.exists():

@@ -19,9 +19,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import zipfile
+import zlib
+import contextlib
 import os
 import platform
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 
@@ -29,9 +31,13 @@ import numpy as np
 
 from tokenbound.bounds.grids import ALPHA_GRID, BETTING_LAMBDAS, CENTERS, TOPK
 from tokenbound.errors import OutDirMismatch, UserError
+from tokenbound.fileio import atomic_write_json, dir_lock
 from tokenbound.evaluation.fused import STATS, auto_batch_size, compile_fn, scoring_probe
 from tokenbound.evaluation.sampling import SHARD_STREAM, draw_windows
 from tokenbound.evaluation.scoring import score_windows
+from tokenbound.evaluation.shards import (check_result_identity, count_numerics, eval_identity,
+                                          jsonable, load_shards, manifest_identity, shard_done,
+                                          shard_path)
 from tokenbound.evaluation.sources import ModelSource
 from tokenbound.evaluation.stats import WindowStats, stats_meta
 from tokenbound.evaluation.windows import check_policy, make_windows
@@ -179,47 +185,21 @@ def stream_identity(stream) -> str:
     return h.hexdigest()
 
 
-# manifest keys added later: compared only when the directory's manifest has them
-_IF_RECORDED = ("stream_identity",)
-
-
-def _identity(man: dict, recorded: dict | None = None) -> dict:
-    m = {k: v for k, v in man.items()
-         if recorded is None or k in recorded or k not in _IF_RECORDED}
-    m["model"] = {k: v for k, v in man["model"].items() if k != "path"}
-    return m
-
-
-def _atomic_json(path: str, obj) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True, default=_jsonable)
-    os.replace(tmp, path)
-
-
-def _jsonable(x):
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, np.generic):
-        return x.item()
-    raise TypeError(type(x))
-
-
 def check_or_write_manifest(out_dir: str, manifest: dict, write: bool = True) -> None:
     """UserError if OUT holds a different evaluation; otherwise (re)write manifest.json."""
     path = os.path.join(out_dir, "manifest.json")
     if os.path.exists(path):
         with open(path) as f:
             old = json.load(f)
-        new = json.loads(json.dumps(manifest, default=_jsonable))
-        was, now = _identity(old), _identity(new, old)
+        new = json.loads(json.dumps(manifest, default=jsonable))
+        was, now = manifest_identity(old), manifest_identity(new, old)
         if was != now:
             diff = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
             raise OutDirMismatch(f"--out {out_dir} holds a different evaluation (differs in "
                                  f"{', '.join(diff)}); use a new --out directory", diff)
     elif write:
         os.makedirs(os.path.join(out_dir, "shards"), exist_ok=True)
-        _atomic_json(path, manifest)
+        atomic_write_json(path, manifest, indent=1, sort_keys=True, default=jsonable)
 
 
 def plan(stream, cfg: EvalConfig):
@@ -244,10 +224,6 @@ def rank_shards(n_shards: int, seed: int, rank: int, world: int) -> list[int]:
     return sorted(int(i) for i in perm[rank::world])
 
 
-def shard_path(out_dir: str, i: int) -> str:
-    return os.path.join(out_dir, "shards", f"shard_{i:06d}.npz")
-
-
 def _barrier(world: int) -> None:
     if world > 1:
         import torch.distributed as dist
@@ -263,7 +239,8 @@ def evaluate(model: ModelSource, stream, out_dir: str, cfg: EvalConfig, *,
     to an uninterrupted run with the same numerical settings (device, batch size, statistics
     path, compile), which each shard records: eval.json's `numerics` lists the settings used
     and how many shards each scored. Raises UserError for a mismatched OUT, vocabulary or
-    context, an empty stream or a tokenizer that differs from the model's.
+    context, an empty stream, a tokenizer that differs from the model's, or OUT in use by
+    another process (rank 0 holds OUT's lock; nothing is written before the checks pass).
     """
     check_tokens(stream)
     check_tokenizer(stream, model)
@@ -271,35 +248,46 @@ def evaluate(model: ModelSource, stream, out_dir: str, cfg: EvalConfig, *,
         raise UserError(f"--context {cfg.context_len} exceeds the model's maximum context "
                         f"{model.max_context}; pass --context {model.max_context} or less")
     check_vocab(stream, model)
+    with dir_lock(out_dir) if rank == 0 else contextlib.nullcontext():
+        return _evaluate_locked(model, stream, out_dir, cfg, rank, world, progress)
+
+
+def _evaluate_locked(model, stream, out_dir, cfg, rank, world, progress) -> dict:
     manifest = build_manifest(stream, model, cfg)
+    identity = eval_identity(manifest)
+    if rank == 0:
+        check_or_write_manifest(out_dir, manifest, write=False)
+    windows, idx, draws, shards = plan(stream, cfg)
     if rank == 0:
         check_or_write_manifest(out_dir, manifest)
     _barrier(world)
     check_or_write_manifest(out_dir, manifest, write=False)
-    windows, idx, draws, shards = plan(stream, cfg)
     meta = stats_meta(model.vocab_size, ALPHA_GRID, TOPK, CENTERS, BETTING_LAMBDAS)
+    meta["eval_identity"] = identity
     todo = [i for i in rank_shards(len(shards), cfg.seed, rank, world)
-            if not os.path.exists(shard_path(out_dir, i))]
+            if not shard_done(out_dir, i, identity)]
     n_todo = int(sum(windows.n_scored[shards[i]].sum() for i in todo))
     log.info("rank %d: %d of %d shards to score (%s tokens)", rank, len(todo), len(shards),
              f"{n_todo:,}")
     fn, batch = _runtime(model, cfg, len(idx) if todo else 0)
-    bar = _bar(n_todo, progress and rank == 0)
     numerics = {"device": str(cfg.device), "batch_size": batch, "stats": cfg.stats,
                 "vocab_chunk": cfg.vocab_chunk, "compile": bool(cfg.compile)}
     t0 = time.perf_counter()
-    for i in todo:
-        ws = score_windows(fn, stream.tokens, stream.doc_offsets, stream.start_id,
-                           windows, shards[i], meta, batch_size=batch,
-                           device=cfg.device, exact=cfg.mode == "exact",
-                           vocab_chunk=cfg.vocab_chunk, on_batch=bar.update if bar else None,
-                           stats=cfg.stats)
-        ws.meta["shard"] = i
-        ws.meta["numerics"] = numerics
-        ws.save(shard_path(out_dir, i))
+    bar = _bar(n_todo, progress and rank == 0)
+    try:
+        for i in todo:
+            ws = score_windows(fn, stream.tokens, stream.doc_offsets, stream.start_id,
+                               windows, shards[i], meta, batch_size=batch,
+                               device=cfg.device, exact=cfg.mode == "exact",
+                               vocab_chunk=cfg.vocab_chunk,
+                               on_batch=bar.update if bar else None, stats=cfg.stats)
+            ws.meta["shard"] = i
+            ws.meta["numerics"] = numerics
+            ws.save(shard_path(out_dir, i))
+    finally:
+        if bar:
+            bar.close()  # ends the bar's line, so an error prints on a line of its own
     seconds = time.perf_counter() - t0
-    if bar:
-        bar.close()
     n_done = _sum_over_ranks(n_todo, world)
     result_path = os.path.join(out_dir, "eval.json")
     if n_done == 0 and is_finished(out_dir):
@@ -357,15 +345,8 @@ def _merge_and_write(out_dir, manifest, n_shards, draws, timing, config) -> Wind
     missing = [i for i in range(n_shards) if not os.path.exists(shard_path(out_dir, i))]
     if missing:
         raise RuntimeError(f"{len(missing)} shards missing after scoring (first: {missing[0]})")
-    parts = [WindowStats.load(shard_path(out_dir, i)) for i in range(n_shards)]
-    numerics: list[dict] = []  # distinct settings, each with its shard count
-    for ws in parts:
-        num = ws.meta.pop("numerics", None)
-        hit = next((d for d in numerics if d["settings"] == num), None)
-        if hit is None:
-            numerics.append({"settings": num, "shards": 1})
-        else:
-            hit["shards"] += 1
+    parts = load_shards(out_dir, n_shards, eval_identity(manifest))
+    numerics = count_numerics(parts)
     stats = WindowStats.merge_all(parts)
     stats.meta.pop("shard", None)
     stats.draws = draws
@@ -385,7 +366,8 @@ def _merge_and_write(out_dir, manifest, n_shards, draws, timing, config) -> Wind
                                     "Xbar, V/m and the top-k error rate (DESIGN 2.5)",
                             **{f"mean_{k}": arr[k].mean(axis=0).tolist()
                                for k in ("Y", "W", "Yk", "Wk")}}
-    _atomic_json(os.path.join(out_dir, "eval.json"), result)
+    atomic_write_json(os.path.join(out_dir, "eval.json"), result, indent=1, sort_keys=True,
+                      default=jsonable)
     return stats
 
 
@@ -399,6 +381,30 @@ def load_result(out_dir: str) -> tuple[WindowStats, dict]:
     path = os.path.join(out_dir, "eval.json")
     if not os.path.exists(path):
         raise UserError(f"{out_dir} has no eval.json; run `tokenbound evaluate --out {out_dir}`")
-    with open(path) as f:
-        res = json.load(f)
-    return WindowStats.load(os.path.join(out_dir, "stats.npz")), res
+    res = _read_result_json(path)
+    stats_path = os.path.join(out_dir, "stats.npz")
+    try:
+        stats = WindowStats.load(stats_path)
+    except FileNotFoundError:
+        raise UserError(f"{stats_path} is missing; rerun `tokenbound evaluate` with the same "
+                        f"--out {out_dir} to merge the shards again") from None
+    except (ValueError, KeyError, EOFError, OSError, zipfile.BadZipFile, zlib.error) as exc:
+        raise UserError(f"{stats_path} is damaged ({type(exc).__name__}); delete it and rerun "
+                        f"`tokenbound evaluate` with the same --out {out_dir} to merge the "
+                        "shards again") from None
+    check_result_identity(stats, res, out_dir)
+    return stats, res
+
+
+def _read_result_json(path: str) -> dict:
+    """eval.json as a dict; UserError naming the file when it is damaged."""
+    try:
+        with open(path) as f:
+            res = json.load(f)
+        if not isinstance(res, dict) or not isinstance(res.get("manifest"), dict):
+            raise ValueError("no manifest")
+    except (ValueError, UnicodeDecodeError) as exc:
+        d = os.path.dirname(path)
+        raise UserError(f"{path} is damaged ({exc}); delete it and rerun `tokenbound evaluate` "
+                        f"with the same --out {d} to write it again") from None
+    return res

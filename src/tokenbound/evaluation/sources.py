@@ -2,14 +2,12 @@
 
 Evaluation imports neither `compression` nor `training`: loading a message, a training run, a
 Hugging Face directory or a GGUF file into a `ModelSource` is `tokenbound.sources` (one layer
-up). Here: the `ModelSource` record, the `DTYPES` it may be scored in, and the file hashes its
-provenance records.
+up). Here: the `ModelSource` record and the `DTYPES` it may be scored in (the file hashes its
+provenance records are `tokenbound.fileio`'s).
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 from dataclasses import dataclass
 from typing import Callable
 
@@ -30,22 +28,3 @@ class ModelSource:
     max_context: int | None
     ident: dict
     tokenizer: str | None = None
-
-
-def file_sha256(path: str, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def dir_sha256(path: str) -> str:
-    """sha256 over (relative name, file sha256) of every file under `path`, sorted."""
-    h = hashlib.sha256()
-    for root, dirs, files in sorted(os.walk(path)):
-        dirs.sort()
-        for name in sorted(files):
-            full = os.path.join(root, name)
-            h.update(f"{os.path.relpath(full, path)}\0{file_sha256(full)}\n".encode())
-    return h.hexdigest()

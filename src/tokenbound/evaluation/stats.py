@@ -26,13 +26,12 @@ repeats; `sample_arrays()` gives Y[j, A] (window mean of X), W[j, A, C] (window 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field, fields
 
 import numpy as np
 
 from tokenbound.evaluation.token_stats import TokenStats, smoothing_range
+from tokenbound.fileio import atomic_open
 
 WINDOW_FIELDS = ("window_ids", "n_scored", "sum_x", "sum_x2", "sum_center", "sum_dev2",
                  "sum_bits", "topk_err", "topk_center", "topk_dev2")
@@ -98,10 +97,22 @@ class WindowStats:
 
     @staticmethod
     def merge_all(parts: list["WindowStats"]) -> "WindowStats":
-        out = parts[0]
-        for p in parts[1:]:
-            out = out.merge(p)
-        return out
+        """`parts[0].merge(parts[1]).merge(parts[2])...` in linear time: one concatenation per
+        field; the shard-level and per-document sums are added in the same left-to-right
+        order, so the result is bitwise that of the pairwise merges."""
+        first = parts[0]
+        if any(_grid_meta(p.meta) != _grid_meta(first.meta) for p in parts[1:]):
+            raise ValueError("cannot merge WindowStats with different grids or vocabularies")
+        kw = {f: np.concatenate([getattr(p, f) for p in parts]) for f in WINDOW_FIELDS}
+        for f in ("betting", "topk_betting"):
+            acc = None
+            for p in parts:
+                b = getattr(p, f)
+                acc = b if acc is None else (acc if b is None else acc + b)
+            kw[f] = acc
+        kw["draws"] = next((p.draws for p in parts if p.draws is not None), None)
+        kw.update(_merge_docs_all(parts))
+        return WindowStats(meta=dict(first.meta), **kw)
 
     # ---- results --------------------------------------------------------------------------
     def totals(self) -> dict:
@@ -135,16 +146,8 @@ class WindowStats:
         arrays = {f: getattr(self, f) for f in WINDOW_FIELDS + OPTIONAL_FIELDS
                   if getattr(self, f) is not None}
         arrays["meta_json"] = np.array(json.dumps(self.meta, sort_keys=True))
-        d = os.path.dirname(os.path.abspath(path))
-        os.makedirs(d, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp.npz")
-        os.close(fd)
-        try:
-            np.savez(tmp, **arrays)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        with atomic_open(path, "wb") as f:
+            np.savez(f, **arrays)
 
     @staticmethod
     def load(path: str) -> "WindowStats":
@@ -164,6 +167,23 @@ def _merge_docs(x: WindowStats, y: WindowStats) -> dict:
     out = {"doc_ids": ids}
     for f in DOC_FIELDS:
         vals = np.concatenate([getattr(x, f), getattr(y, f)])
+        acc = np.zeros((ids.size,) + vals.shape[1:], dtype=vals.dtype)
+        np.add.at(acc, inv, vals)
+        out[f] = acc
+    return out
+
+
+def _merge_docs_all(parts: list[WindowStats]) -> dict:
+    """`_merge_docs` folded over `parts`: one `np.unique` and one unbuffered `np.add.at` in
+    concatenation order (each document's values are added left to right, as by the folds)."""
+    have = [p for p in parts if p.doc_ids is not None]
+    if len(have) <= 1:
+        src = have[0] if have else parts[0]
+        return {f: getattr(src, f) for f in ("doc_ids",) + DOC_FIELDS}
+    ids, inv = np.unique(np.concatenate([p.doc_ids for p in have]), return_inverse=True)
+    out = {"doc_ids": ids}
+    for f in DOC_FIELDS:
+        vals = np.concatenate([getattr(p, f) for p in have])
         acc = np.zeros((ids.size,) + vals.shape[1:], dtype=vals.dtype)
         np.add.at(acc, inv, vals)
         out[f] = acc

@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 from tokenbound.errors import OutDirMismatch, UserError
@@ -74,12 +74,20 @@ class Recipe:
         if not p.is_file():
             raise UserError(f"recipe {path}: no such file")
         try:
-            raw = yaml.safe_load(p.read_text())
+            raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise UserError(f"recipe {path}: not a text file; pass a YAML recipe (see "
+                            "src/tokenbound/recipes/demo.yaml)") from None
         except yaml.YAMLError as exc:
             raise UserError(f"recipe {path}: not valid YAML ({exc})") from None
         if not isinstance(raw, dict):
             raise UserError(f"recipe {path}: expected a mapping of sections")
         recipes.check_keys(f"{path}", raw, recipes.TOP)
+        missing = [f.name for f in fields(Recipe) if f.name not in raw and f.name not in ("name", "out")
+                   and f.default is MISSING and f.default_factory is MISSING]
+        if missing:
+            raise UserError(f"recipe {path}: missing section(s) {', '.join(missing)}; see "
+                            "src/tokenbound/recipes/demo.yaml for a complete recipe")
         raw["name"] = recipes.coerce("`name:`", raw.get("name", p.stem), "str")
         if out is not None:
             raw["out"] = out
@@ -107,7 +115,7 @@ def run(recipe: Recipe, *, progress: bool = False, say=lambda msg: None) -> dict
     out = Path(recipe.out).resolve()  # absolute: run dirs record their data path
     out.mkdir(parents=True, exist_ok=True)
     _check_compress_json(recipe, out)  # before training: a changed setting fails at once
-    steps.atomic_json(out / "recipe.json", recipe.to_dict())
+    steps.refresh_json(out / "recipe.json", recipe.to_dict())
     clock = _Clock(out, say)
     data_dir = out / "data"
     d = recipe.data
@@ -136,7 +144,7 @@ def run(recipe: Recipe, *, progress: bool = False, say=lambda msg: None) -> dict
     cert = clock.step("bound", lambda: steps.certify(out / "eval_train", comp["total_bits"],
                                                      delta=recipe.delta,
                                                      extra_bits=recipe.extra_bits))
-    steps.atomic_json(out / "bound.json", cert)
+    steps.refresh_json(out / "bound.json", cert)
     rep = build_report(recipe, prep, train_info, comp, ev, held, cert, clock.finish())
     rep["heldout_status"] = held_status or "measured"
     if held_status and recipe.heldout:
@@ -191,7 +199,7 @@ class _Clock:
                 "this_run": round(time.perf_counter() - self.t0, 2)}
 
     def _save(self) -> None:
-        steps.atomic_json(self.path, {"done": self.done, "partial": self.partial})
+        steps.refresh_json(self.path, {"done": self.done, "partial": self.partial})
 
 
 def _train(recipe: Recipe, data_dir: Path, out: Path, progress: bool) -> dict:
@@ -213,7 +221,7 @@ MADE_FROM_TRAIN = ("model.tbm", "compress.json", "eval_train", "eval_heldout")
 
 def _trained_sha256(run_dir: Path) -> str | None:
     """sha256 of the trained weights of RUN (None when there are none)."""
-    from tokenbound.evaluation.sources import file_sha256
+    from tokenbound.fileio import file_sha256
     from tokenbound.training.run import MODEL
 
     p = Path(run_dir) / MODEL

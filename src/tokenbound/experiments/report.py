@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tokenbound import __version__
+from tokenbound.fileio import READ_ONLY, refresh_text
 
 
 def git_commit() -> str | None:
@@ -35,12 +36,6 @@ def git_commit() -> str | None:
 def provenance(**extra: Any) -> dict:
     """Package version, git commit and whatever the caller adds (configs, seeds, sha256s)."""
     return {"tokenbound_version": __version__, "git_commit": git_commit(), **extra}
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def fmt_cell(x: Any, digits: int = 4, compact: bool = False) -> str:
@@ -170,10 +165,16 @@ def write_report(rep: dict, out_dir: str | Path, plots: bool = True) -> dict:
     """Write report.json, report.md and plots into `out_dir`; return {name: path}."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / "report.json", json.dumps(rep, indent=2, sort_keys=False) + "\n")
-    _atomic_write(out / "report.md", render_markdown(rep))
+    refresh_text(out / "report.json", json.dumps(rep, indent=2, sort_keys=False) + "\n")
+    refresh_text(out / "report.md", render_markdown(rep))
     paths = {"report.json": str(out / "report.json"), "report.md": str(out / "report.md")}
     if plots:
-        for name in plot_report(rep, out):
+        try:
+            names = plot_report(rep, out)
+        except OSError as exc:  # a finished run in a read-only directory keeps its plots
+            if exc.errno not in READ_ONLY:
+                raise
+            names = [p.name for p in out.glob("*.png")]
+        for name in names:
             paths[name] = str(out / name)
     return paths

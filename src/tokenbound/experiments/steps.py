@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from tokenbound.errors import UserError
+from tokenbound.fileio import atomic_write_bytes, atomic_write_json, file_sha256, refresh_text
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +29,14 @@ QAT_SEED = 4321   # batches of quantization-aware fine-tuning
 
 
 def atomic_json(path: str | Path, obj) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
+    """Pretty JSON (indent 2), written atomically (`fileio.atomic_write_json`)."""
+    atomic_write_json(path, obj, indent=2)
+
+
+def refresh_json(path: str | Path, obj) -> None:
+    """`atomic_json`, skipped when the file already holds exactly this JSON (a finished
+    directory that is read-only is left alone: `fileio.refresh_text`)."""
+    refresh_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 def read_json(path: str | Path) -> dict | None:
@@ -140,10 +144,7 @@ def write_message(model, cfg, qstate, extra: dict, out: str | Path) -> dict:
 
     message = encode(model, cfg, qstate, extra_header=extra)
     out_path = Path(out)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(message)
-    os.replace(tmp, out_path)
+    atomic_write_bytes(out_path, message)
     model2, _, info = decode(out_path)
     for (name, a), (_, b) in zip(model.state_dict().items(), model2.state_dict().items()):
         if not torch.equal(a.cpu(), b):
@@ -158,14 +159,11 @@ def write_message(model, cfg, qstate, extra: dict, out: str | Path) -> dict:
 
 def message_is_valid(path: str | Path, report: dict | None) -> bool:
     """True when `path` exists and its sha256 and size match the compress report."""
-    import hashlib
-
     p = Path(path)
     if report is None or not p.is_file():
         return False
-    data = p.read_bytes()
-    return (hashlib.sha256(data).hexdigest() == report.get("sha256")
-            and 8 * len(data) == report.get("total_bits"))
+    return (8 * p.stat().st_size == report.get("total_bits")
+            and file_sha256(p) == report.get("sha256"))
 
 
 # ---- evaluate --------------------------------------------------------------------------------

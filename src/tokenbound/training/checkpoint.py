@@ -14,13 +14,13 @@ an exact resume; the JSON records this scheme.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+
+from tokenbound.fileio import atomic_path, atomic_write_json
 
 CKPT_DIR = "ckpt"
 LATEST = "latest.json"
@@ -34,42 +34,13 @@ def step_seed(seed: int, step: int, rank: int) -> int:
     return int((int(state[0]) << 31) ^ int(state[1])) & ((1 << 63) - 1)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a temporary file in the same directory and `os.replace`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj) -> None:
-    """Pretty JSON, written atomically."""
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
-
-
 def atomic_save_tensors(path: Path, tensors: dict, metadata: dict | None = None) -> None:
-    """`safetensors.torch.save_file` to a temporary name, fsync, then rename (so a pointer
-    written after it, like ckpt/latest.json, never names a file a power loss truncated)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """`safetensors.torch.save_file` through `fileio.atomic_path` (temporary name, fsync,
+    rename), so a pointer written after it, like ckpt/latest.json, never names a file a power
+    loss truncated."""
     clean = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
-    try:
+    with atomic_path(path) as tmp:
         save_file(clean, str(tmp), metadata=metadata)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def optimizer_to_flat(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:

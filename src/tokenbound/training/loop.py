@@ -14,20 +14,23 @@ as an uninterrupted one (bit for bit in float32 on the same machine and thread c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import time
 from pathlib import Path
 
 import torch
 
 from tokenbound.errors import UserError
+from tokenbound.fileio import atomic_write_json, dir_lock
 from tokenbound.training import distributed as D
 from tokenbound.training import run as R
 from tokenbound.training.batches import (LN2, check_batch_args, estimate_loss, make_batch,
                                          target_count, token_losses_nats)
-from tokenbound.training.checkpoint import (atomic_save_tensors, atomic_write_json,
-                                            load_checkpoint, save_checkpoint, step_seed)
+from tokenbound.training.checkpoint import (atomic_save_tensors, load_checkpoint,
+                                            save_checkpoint, step_seed)
 from tokenbound.training.config import TrainConfig, lr_at
 
 log = logging.getLogger(__name__)
@@ -56,10 +59,11 @@ def train(cfg: TrainConfig, progress: bool = True, *, force: bool = False) -> di
     writes files and draws the progress bar.
     """
     rank, world = D.dist_info()
-    trainer = _Trainer(cfg, rank, world, force)
-    if R.is_complete(cfg.out):
-        return json.loads((Path(cfg.out) / R.SUMMARY).read_text())
-    return trainer.run(progress and rank == 0)
+    with dir_lock(cfg.out) if rank == 0 else contextlib.nullcontext():
+        trainer = _Trainer(cfg, rank, world, force)
+        if R.is_complete(cfg.out):
+            return json.loads((Path(cfg.out) / R.SUMMARY).read_text())
+        return trainer.run(progress and rank == 0)
 
 
 class _Trainer:
@@ -112,20 +116,22 @@ class _Trainer:
         self._setup()
         cfg, t_wall = self.cfg, time.perf_counter()
         bar = _bar(show, cfg.steps, self.start_step)
-        for step in range(self.start_step, cfg.steps):
-            t0 = time.perf_counter()
-            loss_bits = self._step(step)
-            self.progress["train_seconds"] += time.perf_counter() - t0
-            done = step + 1
+        try:
+            for step in range(self.start_step, cfg.steps):
+                t0 = time.perf_counter()
+                loss_bits = self._step(step)
+                self.progress["train_seconds"] += time.perf_counter() - t0
+                done = step + 1
+                if bar is not None:
+                    _update_bar(bar, loss_bits, self.progress)
+                if done == cfg.steps or (cfg.eval_interval and done % cfg.eval_interval == 0):
+                    self._log_point(done)
+                if cfg.ckpt_interval and done % cfg.ckpt_interval == 0 and done < cfg.steps:
+                    self._checkpoint(done, t_wall)
+                    t_wall = time.perf_counter()
+        finally:
             if bar is not None:
-                _update_bar(bar, loss_bits, self.progress)
-            if done == cfg.steps or (cfg.eval_interval and done % cfg.eval_interval == 0):
-                self._log_point(done)
-            if cfg.ckpt_interval and done % cfg.ckpt_interval == 0 and done < cfg.steps:
-                self._checkpoint(done, t_wall)
-                t_wall = time.perf_counter()
-        if bar is not None:
-            bar.close()
+                bar.close()  # ends the bar's line: an error prints on a line of its own
         self.progress["wall_seconds"] += time.perf_counter() - t_wall
         return self._finish()
 
@@ -139,6 +145,9 @@ class _Trainer:
                                  step)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
             nll_sum = token_losses_nats(self.net, x, y, doc_ids).sum()
+        local = float(nll_sum.detach())
+        if not math.isfinite(local):
+            raise _diverged(cfg, f"the training loss is {local} at step {step + 1}")
         (nll_sum * (self.world / n_targets)).backward()
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
@@ -146,7 +155,6 @@ class _Trainer:
             group["lr"] = lr_at(step, cfg)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        local = float(nll_sum.detach())
         self.progress["pending_nats"] += local
         self.progress["pending_targets"] += n_targets
         self.progress["tokens_seen"] += cfg.batch_size * cfg.context_len
@@ -192,13 +200,23 @@ class _Trainer:
                 "loss_note": "bits per token on fixed seeded packed windows (estimate, not a "
                              "bound)",
             }
-            atomic_save_tensors(self.run_dir / R.MODEL, self.model.trained_state(),
+            trained = self.model.trained_state()
+            if not all(bool(torch.isfinite(t).all()) for t in trained.values()):
+                raise _diverged(cfg, "the final weights hold NaN or infinite values")
+            atomic_save_tensors(self.run_dir / R.MODEL, trained,
                                 metadata={"steps": str(cfg.steps)})
             atomic_write_json(self.run_dir / R.SUMMARY, summary)
         D.barrier(self.world)
         if summary is None:
             summary = json.loads((self.run_dir / R.SUMMARY).read_text())
         return summary
+
+
+def _diverged(cfg: TrainConfig, what: str) -> UserError:
+    """The error of a run whose loss or weights stopped being finite (nothing final saved)."""
+    clip = f"--grad-clip {cfg.grad_clip:g}" if cfg.grad_clip > 0 else "--grad-clip 0 (off)"
+    return UserError(f"training diverged: {what} (--lr {cfg.lr:g}, {clip}); no final model "
+                     f"was saved; train into a new --out with a smaller --lr or --grad-clip 1")
 
 
 def _check_data(cfg: TrainConfig, stream, world: int) -> None:
