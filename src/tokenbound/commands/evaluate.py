@@ -124,6 +124,10 @@ def run(args) -> int:
     from tokenbound.evaluation import EvalConfig, evaluate
     from tokenbound.sources import load_model_fn
 
+    from tokenbound.evaluation.sampling import check_sample_size
+
+    if args.mode == "sampled" and args.samples:
+        check_sample_size(args.samples)  # before the stream and the model are loaded
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     rank, world, device = _distributed(device)
     _check_not_prepared_root(args.data)

@@ -33,7 +33,7 @@ from tokenbound.bounds.grids import ALPHA_GRID, BETTING_LAMBDAS, CENTERS, TOPK
 from tokenbound.errors import OutDirMismatch, UserError
 from tokenbound.fileio import atomic_write_json, dir_lock
 from tokenbound.evaluation.fused import STATS, auto_batch_size, compile_fn, scoring_probe
-from tokenbound.evaluation.sampling import SHARD_STREAM, draw_windows
+from tokenbound.evaluation.sampling import SHARD_STREAM, check_sample_size, draw_windows
 from tokenbound.evaluation.scoring import score_windows
 from tokenbound.evaluation.shards import (check_result_identity, count_numerics, eval_identity,
                                           jsonable, load_shards, manifest_identity, shard_done,
@@ -87,6 +87,8 @@ class EvalConfig:
             raise UserError("--mode sampled needs --samples N (N >= 1)")
         if self.mode == "sampled" and int(self.n_samples) < 1:
             raise UserError(f"--samples must be >= 1 in sampled mode (got {self.n_samples})")
+        if self.mode == "sampled":
+            check_sample_size(self.n_samples)
         if self.mode == "exact" and self.n_samples:
             raise UserError("--samples only applies to --mode sampled; drop it or add the mode")
         if self.batch_size != "auto" and (isinstance(self.batch_size, str)

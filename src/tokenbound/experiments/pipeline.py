@@ -83,8 +83,9 @@ class Recipe:
         if not isinstance(raw, dict):
             raise UserError(f"recipe {path}: expected a mapping of sections")
         recipes.check_keys(f"{path}", raw, recipes.TOP)
-        missing = [f.name for f in fields(Recipe) if f.name not in raw and f.name not in ("name", "out")
-                   and f.default is MISSING and f.default_factory is MISSING]
+        missing = [f.name for f in fields(Recipe) if f.name not in raw
+                   and f.name not in ("name", "out") and f.default is MISSING
+                   and f.default_factory is MISSING]
         if missing:
             raise UserError(f"recipe {path}: missing section(s) {', '.join(missing)}; see "
                             "src/tokenbound/recipes/demo.yaml for a complete recipe")
