@@ -25,11 +25,11 @@ def stream_dir(tmp_path):
     return tmp_path / "data", st
 
 
-def _message(tmp_path):
+def _message(tmp_path, seed=3):
     from tokenbound.compression import QuantConfig, encode, quantize_
     from tokenbound.models import GPTConfig, build_model
 
-    cfg = GPTConfig(vocab_size=V, context_len=16, n_layer=1, n_head=2, d_model=16, seed=3)
+    cfg = GPTConfig(vocab_size=V, context_len=16, n_layer=1, n_head=2, d_model=16, seed=seed)
     model = build_model(cfg)
     msg = encode(model, cfg, quantize_(model, QuantConfig(levels=7)))
     path = tmp_path / "model.tbm"

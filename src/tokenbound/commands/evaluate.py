@@ -117,6 +117,13 @@ def _summary(res: dict) -> str:
     return "\n".join(lines)
 
 
+def _mtime(path: str) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
 def run(args) -> int:
     import torch
 
@@ -141,12 +148,16 @@ def run(args) -> int:
                      n_samples=args.samples, seed=args.seed, batch_size=args.batch_size,
                      device=device, dtype=args.dtype, shard_tokens=args.shard_tokens,
                      vocab_chunk=args.vocab_chunk, compile=args.compile, stats=args.stats)
+    before = _mtime(os.path.join(args.out, "eval.json"))
     res = evaluate(model, stream, args.out, cfg, rank=rank, world=world,
                    progress=not args.no_progress)
     if rank == 0:
         print(_summary(res))
-        print(f"wrote {os.path.join(args.out, 'stats.npz')} and "
-              f"{os.path.join(args.out, 'eval.json')}")
+        result = os.path.join(args.out, "eval.json")
+        if before is not None and _mtime(result) == before:
+            print(f"{args.out} was already finished; nothing written (results in {result})")
+        else:
+            print(f"wrote {os.path.join(args.out, 'stats.npz')} and {result}")
     if world > 1:
         import torch.distributed as dist
 
