@@ -64,3 +64,32 @@ def test_compress_user_errors(run_dir, tmp_path, capsys):
         err = capsys.readouterr().err
         assert words in err and err.count("\n") == 1, (argv, err)
     assert not (tmp_path / "x").exists()
+
+
+def test_an_out_that_is_a_directory_names_out_and_leaves_nothing(run_dir, tmp_path, capsys):
+    assert main(["compress", str(run_dir), "--levels", "5", "--eval-batches", "0",
+                 "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {tmp_path} is a directory" in err and ".tmp" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_during_compress_leaves_no_temporary(run_dir, tmp_path, capsys,
+                                                         monkeypatch):
+    import errno
+    import os
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    out = tmp_path / "m.tbm"
+    with monkeypatch.context() as m:
+        m.setattr(os, "fsync", full)
+        assert main(["compress", str(run_dir), "--levels", "5", "--eval-batches", "0",
+                     "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"no space left on the device while writing {out}" in err and "read-only" not in err
+    assert list(tmp_path.iterdir()) == []  # no temporary, no lock file
+    assert main(["compress", str(run_dir), "--levels", "5", "--eval-batches", "0",
+                 "--out", str(out)]) == 0  # the next compress is not blocked
+    assert [p.name for p in tmp_path.iterdir()] == ["m.tbm"]

@@ -122,3 +122,36 @@ def test_the_printed_time_says_which_steps_earlier_runs_did():
     assert time_line(rep) == ("41 s of computing in all (this run 1 s; done by an earlier run: "
                               "prepare, train)")
     assert time_line({**rep, "steps_reused": []}) == "41 s"
+
+
+def test_a_finished_run_in_a_read_only_directory_reruns_without_writing(one_file, tmp_path,
+                                                                        monkeypatch, capsys):
+    """Every writer refuses (as in a read-only directory); the rerun still prints the
+    certificate, and recipe.json, bound.json, timings.json are not rewritten."""
+    import os
+
+    from tokenbound import fileio
+
+    out = tmp_path / "run"
+    assert execute(_recipe(one_file, out)) == 0
+    first = capsys.readouterr().out.splitlines()
+    kept = {n: (out / n).stat().st_mtime_ns for n in
+            ("recipe.json", "bound.json", "timings.json", "report.json", "model.tbm")}
+
+    def read_only(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    real_open = os.open
+
+    def no_lock_file(path, flags, *a):  # a read-only directory cannot hold the lock file
+        if str(path).endswith(".lock"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *a)
+
+    monkeypatch.setattr(fileio, "temp_name", read_only)
+    monkeypatch.setattr(fileio.os, "open", no_lock_file)
+    assert execute(_recipe(one_file, out)) == 0
+    again = capsys.readouterr().out.splitlines()
+    cert = [line for line in first if line.startswith("certified bound")]
+    assert len(cert) == 1 and cert[0] in again
+    assert {n: (out / n).stat().st_mtime_ns for n in kept} == kept

@@ -149,3 +149,17 @@ def test_data_settings_reach_prepare(tmp_path):
     (tmp_path / "d" / "a.txt").write_text("text")
     with pytest.raises(UserError, match="doc_separator applies to a single text file"):
         steps.prepare(str(tmp_path / "d"), "bytes", tmp_path / "dir", doc_separator="x")
+
+
+@pytest.mark.parametrize("content, message", [
+    (bytes(range(256)) * 2, "not a text file"),
+    (b"name:\n", "missing section(s) data, compress, evaluate"),
+    (b"name: x\ndata: {corpus: shakespeare}\n", "missing section(s) compress, evaluate"),
+])
+def test_a_binary_or_incomplete_recipe_is_one_line_naming_the_file(tmp_path, content, message):
+    p = tmp_path / "r.yaml"
+    p.write_bytes(content)
+    with pytest.raises(UserError) as info:
+        Recipe.load(p)
+    assert str(p) in str(info.value) and message in str(info.value)
+    assert "\n" not in str(info.value)
