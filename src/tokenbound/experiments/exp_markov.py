@@ -24,6 +24,7 @@ from pathlib import Path
 from tokenbound.errors import UserError
 from tokenbound.experiments import steps
 from tokenbound.experiments.report import figure
+from tokenbound.fileio import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def markov_row(stream, k: int, out: Path, progress: bool) -> dict:
     back = M.decode_counts(message)
     if not (np.array_equal(back.keys, counts.keys) and np.array_equal(back.counts, counts.counts)):
         raise RuntimeError(f"Markov k={k}: the message does not decode to the counts")
-    (out / f"markov-k{k}.bin").write_bytes(message)
+    atomic_write_bytes(out / f"markov-k{k}.bin", message)
     sums = M.markov_token_sums(counts, tokens, stream.doc_offsets, stream.start_id,
                                progress=progress)
     cert = M.certify_markov(sums, stream.vocab_size, 8 * len(message), DELTA)

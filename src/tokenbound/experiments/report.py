@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
 from tokenbound import __version__
-from tokenbound.fileio import READ_ONLY, refresh_text
+from tokenbound.fileio import READ_ONLY, atomic_path, refresh_text
 
 
 def git_commit() -> str | None:
@@ -122,7 +121,8 @@ def figure(path, figsize=(6, 3.2)):
     try:
         yield fig, ax
         fig.tight_layout()
-        fig.savefig(path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
     finally:
         plt.close(fig)
 
