@@ -4,9 +4,11 @@ Layout of OUT:
 
     manifest.json          what is evaluated (stream sha256, model id and sha256, L, s, mode,
                            n, seed, dtype, grids, shard size); a rerun must match it exactly
-    shards/shard_000123.npz  WindowStats of one shard (atomic write); finished shards are skipped
+    shards/shard_000123.npz  WindowStats of one shard (atomic write), stamped with the
+                           evaluation's identity (`shards.py`); finished shards are skipped
     stats.npz              all shards merged in shard order (deterministic)
     eval.json              manifest + totals + timing (tokens/s)
+    .tokenbound.lock       while a process writes OUT (`fileio.dir_lock`): one writer at a time
 
 The scored window list is the full list (exact mode) or the distinct windows of the sampled
 positions (sampled mode, `sampling.draw_windows`), ascending; it is cut into shards of
