@@ -250,3 +250,17 @@ def test_linear_merge_equals_the_pairwise_merges_bitwise(sampled, monkeypatch):
         a, b = getattr(got, f), getattr(want, f)
         assert (a is None and b is None) or (a.dtype == b.dtype and np.array_equal(a, b)), f
     assert got.meta == want.meta
+
+
+def test_a_damaged_eval_json_or_manifest_is_repaired_by_a_rerun(tmp_path):
+    st = make_stream(LENS)
+    full = evaluate(_source(0), st, str(tmp_path), _cfg())
+    text = (tmp_path / "eval.json").read_text()
+    (tmp_path / "eval.json").write_text(text[:40])
+    assert evaluate(_source(0), st, str(tmp_path), _cfg())["totals"] == full["totals"]
+    (tmp_path / "manifest.json").write_text("{")
+    with pytest.raises(UserError, match="manifest.json is damaged; delete it and rerun"):
+        evaluate(_source(0), st, str(tmp_path), _cfg())
+    (tmp_path / "manifest.json").unlink()
+    _strip_result(tmp_path)
+    assert evaluate(_source(0), st, str(tmp_path), _cfg())["totals"] == full["totals"]

@@ -21,8 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import zipfile
-import zlib
 import contextlib
 import os
 import platform
@@ -37,9 +35,9 @@ from tokenbound.fileio import atomic_write_json, dir_lock
 from tokenbound.evaluation.fused import STATS, auto_batch_size, compile_fn, scoring_probe
 from tokenbound.evaluation.sampling import SHARD_STREAM, check_sample_size, draw_windows
 from tokenbound.evaluation.scoring import score_windows
-from tokenbound.evaluation.shards import (check_result_identity, count_numerics, eval_identity,
-                                          jsonable, load_shards, manifest_identity, shard_done,
-                                          shard_path)
+from tokenbound.evaluation.shards import (count_numerics, eval_identity, jsonable,  # noqa: F401
+                                          load_result, load_shards, manifest_identity,
+                                          read_result_json, shard_done, shard_path)
 from tokenbound.evaluation.sources import ModelSource
 from tokenbound.evaluation.stats import WindowStats, stats_meta
 from tokenbound.evaluation.windows import check_policy, make_windows
@@ -193,8 +191,14 @@ def check_or_write_manifest(out_dir: str, manifest: dict, write: bool = True) ->
     """UserError if OUT holds a different evaluation; otherwise (re)write manifest.json."""
     path = os.path.join(out_dir, "manifest.json")
     if os.path.exists(path):
-        with open(path) as f:
-            old = json.load(f)
+        try:
+            with open(path) as f:
+                old = json.load(f)
+            manifest_identity(old)
+        except (ValueError, UnicodeDecodeError, KeyError, TypeError, AttributeError):
+            raise UserError(f"{path} is damaged; delete it and rerun the same command (each "
+                            "shard records what made it, so finished shards are still "
+                            "checked and reused)") from None
         new = json.loads(json.dumps(manifest, default=jsonable))
         was, now = manifest_identity(old), manifest_identity(new, old)
         if was != now:
@@ -294,9 +298,10 @@ def _evaluate_locked(model, stream, out_dir, cfg, rank, world, progress) -> dict
     seconds = time.perf_counter() - t0
     n_done = _sum_over_ranks(n_todo, world)
     result_path = os.path.join(out_dir, "eval.json")
-    if n_done == 0 and is_finished(out_dir):
-        with open(result_path) as f:  # finished before (same manifest, checked above): keep
-            return json.load(f)        # its timing rather than one of 0 tokens in 0 s
+    if n_done == 0 and is_finished(out_dir):  # finished before (same manifest, checked
+        old = read_result_json(result_path, damaged_ok=True)  # above): keep its timing rather
+        if old is not None:                                   # than one of 0 tokens in 0 s
+            return old
     if rank == 0:
         timing = {"seconds": seconds, "tokens_scored_this_run": n_done,
                   "tokens_per_s": n_done / seconds if seconds > 0 and n_done else None,
@@ -378,37 +383,3 @@ def _merge_and_write(out_dir, manifest, n_shards, draws, timing, config) -> Wind
 def is_finished(out_dir) -> bool:
     """True when OUT holds a merged evaluation (eval.json and stats.npz)."""
     return all(os.path.exists(os.path.join(out_dir, f)) for f in ("eval.json", "stats.npz"))
-
-
-def load_result(out_dir: str) -> tuple[WindowStats, dict]:
-    """(merged WindowStats, eval.json dict) of a finished evaluation directory."""
-    path = os.path.join(out_dir, "eval.json")
-    if not os.path.exists(path):
-        raise UserError(f"{out_dir} has no eval.json; run `tokenbound evaluate --out {out_dir}`")
-    res = _read_result_json(path)
-    stats_path = os.path.join(out_dir, "stats.npz")
-    try:
-        stats = WindowStats.load(stats_path)
-    except FileNotFoundError:
-        raise UserError(f"{stats_path} is missing; rerun `tokenbound evaluate` with the same "
-                        f"--out {out_dir} to merge the shards again") from None
-    except (ValueError, KeyError, EOFError, OSError, zipfile.BadZipFile, zlib.error) as exc:
-        raise UserError(f"{stats_path} is damaged ({type(exc).__name__}); delete it and rerun "
-                        f"`tokenbound evaluate` with the same --out {out_dir} to merge the "
-                        "shards again") from None
-    check_result_identity(stats, res, out_dir)
-    return stats, res
-
-
-def _read_result_json(path: str) -> dict:
-    """eval.json as a dict; UserError naming the file when it is damaged."""
-    try:
-        with open(path) as f:
-            res = json.load(f)
-        if not isinstance(res, dict) or not isinstance(res.get("manifest"), dict):
-            raise ValueError("no manifest")
-    except (ValueError, UnicodeDecodeError) as exc:
-        d = os.path.dirname(path)
-        raise UserError(f"{path} is damaged ({exc}); delete it and rerun `tokenbound evaluate` "
-                        f"with the same --out {d} to write it again") from None
-    return res

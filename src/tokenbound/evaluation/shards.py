@@ -1,4 +1,5 @@
-"""Shard files of an evaluation directory: where they live, whose they are, how they merge.
+"""Files of an evaluation directory: the shards (where they live, whose they are, how they
+merge) and the merged result (`load_result`).
 
 Every shard records `eval_identity`, a sha256 over the manifest's identity (stream sha256 and
 identity, model identity without its path, vocabulary, L, s, mode, n, seed, dtype, shard size,
@@ -132,3 +133,40 @@ def check_result_identity(stats: WindowStats, result: dict, out_dir: str) -> Non
         raise UserError(f"{out_dir}/stats.npz does not belong to the evaluation in "
                         f"{out_dir}/eval.json (different model, stream or settings); "
                         "evaluate into a new --out")
+
+
+def load_result(out_dir: str) -> tuple[WindowStats, dict]:
+    """(merged WindowStats, eval.json dict) of a finished evaluation directory."""
+    path = os.path.join(out_dir, "eval.json")
+    if not os.path.exists(path):
+        raise UserError(f"{out_dir} has no eval.json; run `tokenbound evaluate --out {out_dir}`")
+    res = read_result_json(path)
+    stats_path = os.path.join(out_dir, "stats.npz")
+    try:
+        stats = WindowStats.load(stats_path)
+    except FileNotFoundError:
+        raise UserError(f"{stats_path} is missing; rerun `tokenbound evaluate` with the same "
+                        f"--out {out_dir} to merge the shards again") from None
+    except _DAMAGED as exc:
+        raise UserError(f"{stats_path} is damaged ({type(exc).__name__}); delete it and rerun "
+                        f"`tokenbound evaluate` with the same --out {out_dir} to merge the "
+                        "shards again") from None
+    check_result_identity(stats, res, out_dir)
+    return stats, res
+
+
+def read_result_json(path: str, damaged_ok: bool = False) -> dict | None:
+    """eval.json as a dict; UserError naming the file when it is damaged (None instead with
+    `damaged_ok`: a rerun of `evaluate` then writes it again)."""
+    try:
+        with open(path) as f:
+            res = json.load(f)
+        if not isinstance(res, dict) or not isinstance(res.get("manifest"), dict):
+            raise ValueError("no manifest")
+    except (ValueError, UnicodeDecodeError) as exc:
+        if damaged_ok:
+            return None
+        d = os.path.dirname(path)
+        raise UserError(f"{path} is damaged ({exc}); rerun `tokenbound evaluate` with the same "
+                        f"--out {d} to write it again") from None
+    return res
