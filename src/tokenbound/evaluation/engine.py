@@ -278,20 +278,10 @@ def _evaluate_locked(model, stream, out_dir, cfg, rank, world, progress) -> dict
     log.info("rank %d: %d of %d shards to score (%s tokens)", rank, len(todo), len(shards),
              f"{n_todo:,}")
     fn, batch = _runtime(model, cfg, len(idx) if todo else 0)
-    numerics = {"device": str(cfg.device), "batch_size": batch, "stats": cfg.stats,
-                "vocab_chunk": cfg.vocab_chunk, "compile": bool(cfg.compile)}
     t0 = time.perf_counter()
     bar = _bar(n_todo, progress and rank == 0)
     try:
-        for i in todo:
-            ws = score_windows(fn, stream.tokens, stream.doc_offsets, stream.start_id,
-                               windows, shards[i], meta, batch_size=batch,
-                               device=cfg.device, exact=cfg.mode == "exact",
-                               vocab_chunk=cfg.vocab_chunk,
-                               on_batch=bar.update if bar else None, stats=cfg.stats)
-            ws.meta["shard"] = i
-            ws.meta["numerics"] = numerics
-            ws.save(shard_path(out_dir, i))
+        _score_shards(fn, batch, stream, windows, shards, todo, meta, cfg, out_dir, bar)
     finally:
         if bar:
             bar.close()  # ends the bar's line, so an error prints on a line of its own
@@ -312,6 +302,20 @@ def _evaluate_locked(model, stream, out_dir, cfg, rank, world, progress) -> dict
     _barrier(world)
     with open(result_path) as f:
         return json.load(f)
+
+
+def _score_shards(fn, batch, stream, windows, shards, todo, meta, cfg, out_dir, bar) -> None:
+    """Score and save each shard of `todo`, recording the numerical settings used."""
+    numerics = {"device": str(cfg.device), "batch_size": batch, "stats": cfg.stats,
+                "vocab_chunk": cfg.vocab_chunk, "compile": bool(cfg.compile)}
+    for i in todo:
+        ws = score_windows(fn, stream.tokens, stream.doc_offsets, stream.start_id, windows,
+                           shards[i], meta, batch_size=batch, device=cfg.device,
+                           exact=cfg.mode == "exact", vocab_chunk=cfg.vocab_chunk,
+                           on_batch=bar.update if bar else None, stats=cfg.stats)
+        ws.meta["shard"] = i
+        ws.meta["numerics"] = numerics
+        ws.save(shard_path(out_dir, i))
 
 
 def _runtime(model: ModelSource, cfg: EvalConfig, n_windows: int):
