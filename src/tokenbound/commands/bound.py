@@ -36,13 +36,13 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    import hashlib
     import json
     import sys
     from pathlib import Path
 
     from tokenbound.errors import UserError
     from tokenbound.experiments import steps
+    from tokenbound.fileio import file_sha256
 
     if not 0 < args.delta < 1:
         raise UserError(f"--delta must lie in (0, 1), got {args.delta}")
@@ -65,10 +65,9 @@ def run(args) -> int:
         p = Path(args.message)
         if not p.is_file():
             raise UserError(f"--message {args.message}: no such file")
-        data = p.read_bytes()
-        code_bits = 8 * len(data)
+        code_bits = 8 * p.stat().st_size
         want = model.get("sha256")
-        if want and want != hashlib.sha256(data).hexdigest():
+        if want and want != file_sha256(p):
             raise UserError(f"--message {args.message} is not the model that was evaluated in "
                             f"{args.eval_dir} (sha256 differs); evaluate this message first")
     estimator = args.estimator or "betting"
