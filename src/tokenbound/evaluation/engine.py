@@ -18,10 +18,10 @@ positions (sampled mode, `sampling.draw_windows`), ascending; it is cut into sha
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
-import contextlib
 import os
 import platform
 import time
@@ -31,16 +31,17 @@ import numpy as np
 
 from tokenbound.bounds.grids import ALPHA_GRID, BETTING_LAMBDAS, CENTERS, TOPK
 from tokenbound.errors import OutDirMismatch, UserError
-from tokenbound.fileio import atomic_write_json, dir_lock
 from tokenbound.evaluation.fused import STATS, auto_batch_size, compile_fn, scoring_probe
 from tokenbound.evaluation.sampling import SHARD_STREAM, check_sample_size, draw_windows
 from tokenbound.evaluation.scoring import score_windows
-from tokenbound.evaluation.shards import (count_numerics, eval_identity, jsonable,  # noqa: F401
+from tokenbound.evaluation.shards import (count_numerics, eval_identity, jsonable,
                                           load_result, load_shards, manifest_identity,
                                           read_result_json, shard_done, shard_path)
+# (load_result and shard_path are re-exported: `engine` was their home)
 from tokenbound.evaluation.sources import ModelSource
 from tokenbound.evaluation.stats import WindowStats, stats_meta
 from tokenbound.evaluation.windows import check_policy, make_windows
+from tokenbound.fileio import atomic_write_json, dir_lock
 
 log = logging.getLogger(__name__)
 
