@@ -43,7 +43,7 @@ def pipeline(tmp_path_factory):
                  "ckpt_interval": 1, "seed": 0, "device": "cpu", "bf16": False})
     msg = root / "model.tbm"
     steps.compress_run(root / "run", msg, QuantConfig(levels=9, method="uniform"),
-                       eval_batches=0)
+                       steps.QATConfig(eval_batches=0))
     return root, root / "d", root / "dc", root / "run", msg
 
 

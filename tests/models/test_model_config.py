@@ -5,7 +5,8 @@ import json
 import pytest
 
 from tokenbound.errors import UserError
-from tokenbound.models import GPTConfig, add_model_arguments, build_model, config_from_args
+from tokenbound.commands.flags import add_model_arguments, config_from_args
+from tokenbound.models import GPTConfig, build_model
 from tokenbound.models.counts import param_counts
 
 

@@ -24,29 +24,16 @@ EPILOG = """examples:
 
 
 def add_arguments(parser):
-    from tokenbound.compression import QUANTIZERS
-    from tokenbound.compression.qat import QAT_OPTIMIZERS
+    from tokenbound.commands.flags import add_config_arguments
+    from tokenbound.compression import QUANTIZERS, QuantConfig
+    from tokenbound.experiments.steps import QATConfig
 
     parser.add_argument("run", nargs="?", help="training run directory (tokenbound train --out)")
     parser.add_argument("--gguf", metavar="PATH", help="report the code length of a GGUF file")
     parser.add_argument("--hf", metavar="DIR", help="quantize a local Hugging Face causal LM")
-    parser.add_argument("--levels", type=int, help="codebook size L (e.g. 11)")
-    parser.add_argument("--method", choices=sorted(QUANTIZERS), default=None,
-                        help="quantization scheme (default uniform)")
+    add_config_arguments(parser, QuantConfig, overrides={"method": {"choices": sorted(QUANTIZERS)}})
     parser.add_argument("--kmeans", action="store_true", help="same as --method kmeans")
-    parser.add_argument("--grouping", choices=["model", "tensor"], default="model",
-                        help="one codebook for the model, or one per tensor (default model)")
-    parser.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
-                        help="keep trained tensors matching this fnmatch pattern raw (repeat)")
-    parser.add_argument("--qat-steps", type=int, default=0,
-                        help="quantization-aware fine-tuning steps (default 0)")
-    parser.add_argument("--qat-lr", type=float, default=5e-5, help="QAT learning rate")
-    parser.add_argument("--qat-optimizer", choices=QAT_OPTIMIZERS, default="sgd",
-                        help="QAT optimizer: SGD with momentum 0.9 (default) or Adam")
-    parser.add_argument("--batch-size", type=int, default=8,
-                        help="sequences per batch for QAT and the loss estimate (default 8)")
-    parser.add_argument("--eval-batches", type=int, default=10,
-                        help="batches of the loss estimate before/after (default 10; 0 skips)")
+    add_config_arguments(parser, QATConfig)
     parser.add_argument("--out", metavar="FILE", help="where to write the message")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -61,10 +48,6 @@ def run(args) -> int:
         raise UserError("--levels L and --out FILE are required (e.g. --levels 11 --out m.tbq)")
     if args.levels < 1:
         raise UserError(f"--levels must be >= 1 (codebook size), got {args.levels}")
-    if args.qat_steps < 0 or args.batch_size < 1 or args.eval_batches < 0:
-        raise UserError("--qat-steps and --eval-batches must be >= 0, --batch-size >= 1")
-    if args.qat_steps and not args.qat_lr > 0:
-        raise UserError(f"--qat-lr must be > 0, got {args.qat_lr}")
     if args.kmeans and args.method not in (None, "kmeans"):
         raise UserError(f"--kmeans conflicts with --method {args.method}; give one of them")
     if Path(args.out).is_dir():
@@ -77,12 +60,14 @@ def run(args) -> int:
     return _show(report, args.json)
 
 
-def _qcfg(args):
+def _configs(args):
+    """(QuantConfig, QATConfig) from the flags given."""
+    from tokenbound.commands.flags import given
     from tokenbound.compression import QuantConfig
+    from tokenbound.experiments.steps import QATConfig
 
-    return QuantConfig(levels=args.levels,
-                       method="kmeans" if args.kmeans else (args.method or "uniform"),
-                       grouping=args.grouping, exclude=tuple(args.exclude))
+    quant = given(args, QuantConfig) | ({"method": "kmeans"} if args.kmeans else {})
+    return QuantConfig(**quant), QATConfig(**given(args, QATConfig))
 
 
 def _gguf_report(path: str, progress: bool) -> dict:
@@ -98,9 +83,7 @@ def _gguf_report(path: str, progress: bool) -> dict:
 def _run_report(args) -> dict:
     from tokenbound.experiments.steps import compress_run
 
-    return compress_run(args.run, args.out, _qcfg(args), qat_steps=args.qat_steps,
-                        qat_lr=args.qat_lr, batch_size=args.batch_size,
-                        eval_batches=args.eval_batches, qat_optimizer=args.qat_optimizer)
+    return compress_run(args.run, args.out, *_configs(args))
 
 
 def _hf_report(args) -> dict:
@@ -116,7 +99,7 @@ def _hf_report(args) -> dict:
     if "model_type" not in (read_json(d / "config.json") or {}):
         raise UserError(f"--hf {d}: not a Hugging Face model directory (a config.json with "
                         "model_type and the weights)")
-    return compress_hf(args.hf, args.out, _qcfg(args))
+    return compress_hf(args.hf, args.out, _configs(args)[0])
 
 
 def _show(report: dict, as_json: bool) -> int:

@@ -25,34 +25,15 @@ EPILOG = """examples:
 
 
 def add_arguments(parser) -> None:
+    from tokenbound.commands.flags import add_config_arguments
+    from tokenbound.evaluation import EvalConfig
+
     a = parser.add_argument
     a("--model", required=True, metavar="SOURCE",
       help="tokenbound message file, Hugging Face model directory, or .gguf file")
     a("--data", required=True, metavar="STREAM_DIR", help="token stream (tokenbound prepare)")
     a("--out", required=True, metavar="OUT", help="output directory (resumed if it exists)")
-    a("--context", type=int, default=None, metavar="L",
-      help="window length L (default: the model's maximum context)")
-    a("--stride", type=int, default=None, metavar="S",
-      help="stride s in [1, L]: s = L block evaluation (default), s = 1 exact sliding context")
-    a("--mode", choices=("exact", "sampled"), default="exact",
-      help="exact: every window; sampled: windows of --samples drawn positions")
-    a("--samples", type=int, default=None, metavar="N", help="positions drawn (sampled mode)")
-    a("--seed", type=int, default=0, help="seed of the sampling stream (fix before training)")
-    a("--batch-size", type=_batch_size, default=8, metavar="B",
-      help="windows per forward pass, or auto: the largest that fits in CUDA memory")
-    a("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    a("--dtype", choices=("fp32", "bf16"), default="fp32",
-      help="model weights dtype (the log-softmax is always fp32). bf16 rounds the decoded "
-           "weights, so the certificate is for that rounded model: fix the dtype before "
-           "scoring, or pay for trying both (bound --candidates 2)")
-    a("--shard-tokens", type=int, default=65536, metavar="N",
-      help="input tokens per shard (resume granularity)")
-    a("--vocab-chunk", type=int, default=None, metavar="N",
-      help="compute token statistics over vocabulary chunks of N (large vocabularies)")
-    a("--compile", action="store_true", help="torch.compile the forward pass (GPUs)")
-    a("--stats", choices=("auto", "torch", "fused"), default="auto",
-      help="per-token statistics: fused reads each logits row once (Triton kernel on CUDA); "
-           "auto = fused on CUDA, torch on CPU")
+    add_config_arguments(parser, EvalConfig, overrides={"batch_size": {"type": _batch_size}})
     a("--device-map", choices=("auto",), default=None,
       help="split a Hugging Face/GGUF model larger than one device over the devices (accelerate)")
     a("--verify-data", action="store_true", help="recompute the stream's sha256 first")
@@ -127,11 +108,11 @@ def _mtime(path: str) -> int | None:
 def run(args) -> int:
     import torch
 
+    from tokenbound.commands.flags import given
     from tokenbound.data import open_stream
     from tokenbound.evaluation import EvalConfig, evaluate
-    from tokenbound.sources import load_model_fn
-
     from tokenbound.evaluation.sampling import check_sample_size
+    from tokenbound.sources import load_model_fn
 
     if args.mode == "sampled" and args.samples:
         check_sample_size(args.samples)  # before the stream and the model are loaded
@@ -139,15 +120,13 @@ def run(args) -> int:
     rank, world, device = _distributed(device)
     _check_not_prepared_root(args.data)
     stream = open_stream(args.data, verify=args.verify_data)
-    model = load_model_fn(args.model, device=device, dtype=args.dtype,
+    settings = given(args, EvalConfig)
+    model = load_model_fn(args.model, device=device, dtype=settings.get("dtype", EvalConfig.dtype),
                           device_map=args.device_map)
     context = model.max_context if args.context is None else args.context
     if context is None:
         raise UserError("the model does not state its maximum context; pass --context L")
-    cfg = EvalConfig(context_len=context, stride=args.stride, mode=args.mode,
-                     n_samples=args.samples, seed=args.seed, batch_size=args.batch_size,
-                     device=device, dtype=args.dtype, shard_tokens=args.shard_tokens,
-                     vocab_chunk=args.vocab_chunk, compile=args.compile, stats=args.stats)
+    cfg = EvalConfig(**settings | {"context_len": context, "device": device})
     before = _mtime(os.path.join(args.out, "eval.json"))
     res = evaluate(model, stream, args.out, cfg, rank=rank, world=world,
                    progress=not args.no_progress)

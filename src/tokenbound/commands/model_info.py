@@ -16,14 +16,15 @@ EPILOG = """examples:
 
 
 def add_arguments(parser) -> None:
-    from tokenbound.models.config import add_model_arguments
+    from tokenbound.commands.flags import add_model_arguments
 
     parser.add_argument("--json", action="store_true", help="print the counts as JSON")
     add_model_arguments(parser)
 
 
 def run(args) -> int:
-    from tokenbound.models import build_model, config_from_args
+    from tokenbound.commands.flags import config_from_args
+    from tokenbound.models import build_model
     from tokenbound.models.counts import param_counts
 
     cfg = config_from_args(args)

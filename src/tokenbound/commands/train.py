@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 
 HELP = "train a GPT (dense, LoRA, Kronecker, Monarch, subspace) on a prepared token stream"
@@ -24,60 +23,30 @@ EPILOG = """examples:
 
 
 def add_arguments(parser) -> None:
-    from tokenbound.models import add_model_arguments
+    from tokenbound.commands.flags import add_config_arguments, add_model_arguments
     from tokenbound.training.config import TrainConfig
 
-    d = TrainConfig.__dataclass_fields__
     g = parser.add_argument_group("training")
-    g.add_argument("--data", required=True, metavar="DIR", help=_doc("data"))
-    g.add_argument("--out", required=True, metavar="RUN", help=_doc("out"))
-    for name, typ in (("steps", int), ("batch_size", int), ("lr", float),
-                      ("min_lr_ratio", float), ("weight_decay", float), ("grad_clip", float),
-                      ("eval_interval", int), ("eval_batches", int), ("ckpt_interval", int)):
-        g.add_argument("--" + name.replace("_", "-"), type=typ, default=d[name].default,
-                       help=f"{_doc(name)} (default: {d[name].default})")
-    g.add_argument("--warmup", dest="warmup_frac", type=float,
-                   default=d["warmup_frac"].default,
-                   help=f"{_doc('warmup_frac')} (default: {d['warmup_frac'].default})")
-    g.add_argument("--betas", type=float, nargs=2, metavar=("B1", "B2"),
-                   default=d["betas"].default, help=_doc("betas") + " (default: 0.9 0.95)")
-    g.add_argument("--seq-len", dest="seq_len", type=int, default=None, metavar="L",
-                   help=_doc("context_len"))
-    g.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
-                   help=_doc("bf16"))
-    g.add_argument("--data-seed", dest="train_seed", type=int, default=0, help=_doc("seed"))
-    g.add_argument("--device", default="auto", help=_doc("device"))
+    add_config_arguments(g, TrainConfig, show_defaults=True)
     g.add_argument("--force", action="store_true",
                    help="overwrite an existing RUN that has a different configuration")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_model_arguments(parser, defaults={"vocab_size": "the training data's vocab_size"})
 
 
-def _doc(name: str) -> str:
-    """The field docstring of TrainConfig.<name>, without its leading '--flag: '."""
-    from tokenbound.training.config import FIELD_DOCS
-
-    text = FIELD_DOCS.get(name, "")
-    return text.split(": ", 1)[1] if text.startswith("--") and ": " in text else text
-
-
 def build_config(args):
     """`TrainConfig` from parsed flags; the model's vocab_size defaults to the data's."""
     from pathlib import Path
 
-    from tokenbound.models import GPTConfig, config_from_args
+    from tokenbound.commands.flags import config_from_args, given
+    from tokenbound.models import GPTConfig
     from tokenbound.training import TrainConfig
     from tokenbound.training.run import open_data
 
     train_stream, _ = open_data(args.data)
     model = config_from_args(args, base=GPTConfig(vocab_size=train_stream.vocab_size))
-    return TrainConfig(
-        data=str(Path(args.data).resolve()), out=args.out, model=model, steps=args.steps,
-        batch_size=args.batch_size, context_len=args.seq_len, lr=args.lr,
-        warmup_frac=args.warmup_frac, min_lr_ratio=args.min_lr_ratio,
-        weight_decay=args.weight_decay, betas=tuple(args.betas), grad_clip=args.grad_clip,
-        bf16=args.bf16, eval_interval=args.eval_interval, eval_batches=args.eval_batches,
-        ckpt_interval=args.ckpt_interval, seed=args.train_seed, device=args.device)
+    settings = given(args, TrainConfig) | {"data": str(Path(args.data).resolve()), "model": model}
+    return TrainConfig(**settings)
 
 
 def format_summary(summary: dict, run_dir: str) -> str:

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from tokenbound.compression.adapters import builder_for
+from tokenbound.configs import Config, ConfigError, setting
 from tokenbound.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -47,31 +48,35 @@ def register_quantizer(name: str):
 
 
 @dataclass(frozen=True)
-class QuantConfig:
-    """How the charged tensors are quantized (stored in the message header)."""
+class QuantConfig(Config):
+    """How the charged tensors are quantized (stored in the message header); each field is a
+    `tokenbound.configs.setting` whose help text is `tokenbound compress`'s."""
 
-    levels: int = 11
-    """Codebook size L (1..65535); every level is charged 16 bits (float16)."""
-    method: str = "uniform"
-    """Registered scheme: 'uniform' (equal-width bins, mean centroids) or 'kmeans' (1-D Lloyd)."""
-    grouping: str = "model"
-    """'model': one codebook for all quantized tensors; 'tensor': one codebook per tensor."""
-    exclude: tuple[str, ...] = ()
-    """fnmatch patterns of trained tensor names kept raw at their width (e.g. '*norm*')."""
-    kmeans_iters: int = 50
-    """Maximum Lloyd iterations for 'kmeans'."""
+    levels: int = setting(11, "codebook size L (e.g. 11)")
+    # L in 1..65535; every level is charged 16 bits (float16)
+    method: str = setting("uniform", "quantization scheme (default uniform)")
+    # a registered scheme (QUANTIZERS): 'uniform' (equal-width bins, mean centroids) or
+    # 'kmeans' (1-D Lloyd)
+    grouping: str = setting("model", "one codebook for the model, or one per tensor (default "
+                                     "model)", cli={"choices": GROUPINGS})
+    exclude: tuple[str, ...] = setting((), "keep trained tensors matching this fnmatch pattern "
+                                           "raw (repeat)",
+                                       cli={"action": "append", "metavar": "PATTERN"})
+    # fnmatch patterns of trained tensor names kept raw at their width (e.g. '*norm*')
+    kmeans_iters: int = setting(50, "maximum Lloyd iterations for 'kmeans'", cli=False)
 
     def __post_init__(self):
         object.__setattr__(self, "exclude", tuple(self.exclude))
         if not 1 <= int(self.levels) <= 65535:
-            raise UserError(f"--levels {self.levels}: use an integer in 1..65535")
+            raise ConfigError("levels", "{levels} {v}: use an integer in 1..65535", v=self.levels)
         if self.method not in QUANTIZERS:
-            raise UserError(f"quantization method {self.method!r} unknown; use one of "
-                            f"{sorted(QUANTIZERS)}")
+            raise ConfigError("method", "quantization method {v!r} unknown; use one of {known}",
+                              v=self.method, known=sorted(QUANTIZERS))
         if self.grouping not in GROUPINGS:
-            raise UserError(f"--grouping {self.grouping!r}: use 'model' or 'tensor'")
+            raise ConfigError("grouping", "{grouping} {v!r}: use 'model' or 'tensor'",
+                              v=self.grouping)
         if self.kmeans_iters < 0:
-            raise UserError("kmeans_iters must be >= 0")
+            raise ConfigError("kmeans_iters", "kmeans_iters must be >= 0")
 
     @classmethod
     def from_recipe(cls, d: dict) -> "QuantConfig":

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from tokenbound.bounds.grids import ALPHA_GRID, BETTING_LAMBDAS, CENTERS, TOPK
+from tokenbound.configs import Config, ConfigError, setting
 from tokenbound.errors import OutDirMismatch, UserError
 from tokenbound.evaluation.fused import STATS, auto_batch_size, compile_fn, scoring_probe
 from tokenbound.evaluation.sampling import SHARD_STREAM, check_sample_size, draw_windows
@@ -38,7 +39,7 @@ from tokenbound.evaluation.shards import (count_numerics, eval_identity, jsonabl
                                           load_result, load_shards, manifest_identity,
                                           read_result_json, shard_done, shard_path)
 # (load_result and shard_path are re-exported: `engine` was their home)
-from tokenbound.evaluation.sources import ModelSource
+from tokenbound.evaluation.sources import DTYPES, ModelSource
 from tokenbound.evaluation.stats import WindowStats, stats_meta
 from tokenbound.evaluation.windows import check_policy, make_windows
 from tokenbound.fileio import atomic_write_json, dir_lock
@@ -49,63 +50,75 @@ MODES = ("exact", "sampled")
 
 
 @dataclass
-class EvalConfig:
-    """Options of one evaluation (the identity fields are checked on resume)."""
+class EvalConfig(Config):
+    """Options of one evaluation (the identity fields are checked on resume); each field is a
+    `tokenbound.configs.setting` whose help text is `tokenbound evaluate`'s."""
 
-    context_len: int
-    """L: input tokens of a full window (<= the model's maximum context)."""
-    stride: int | None = None
-    """s in [1, L]: later windows score their last s tokens; None means s = L (blocks)."""
-    mode: str = "exact"
-    """"exact" scores every token; "sampled" scores the windows of `n_samples` drawn positions."""
-    n_samples: int | None = None
-    """n: positions drawn with replacement (sampled mode only)."""
-    seed: int = 0
-    """Seed of the sampling stream (fix it before training)."""
-    batch_size: int | str = 8
-    """Windows per forward pass (equal lengths only); "auto" = the largest of 1, 2, 4, ... that
-    fits in CUDA memory (doubling probe up to the number of windows; 8 on the CPU)."""
-    device: str = "cpu"
-    """Torch device of the model."""
-    dtype: str = "fp32"
-    """Model weights dtype: fp32 or bf16 (log-softmax stays fp32)."""
-    shard_tokens: int = 65536
-    """Input tokens per shard (shard = max(1, shard_tokens // L) windows)."""
-    vocab_chunk: int | None = None
-    """If set, per-token statistics run over vocabulary chunks of this size (big V, GPU)."""
-    compile: bool = False
-    """Run the model's forward pass through `torch.compile` (pays off on GPUs)."""
-    stats: str = "auto"
-    """Per-token statistics: "fused" (one read per logits row; Triton on CUDA), "torch"
-    (`token_stats`), "auto" = fused on CUDA, torch elsewhere (`fused.stats_fn`)."""
+    context_len: int = setting(help="window length L (default: the model's maximum context)",
+                               flag="--context", cli={"metavar": "L"})
+    # L: input tokens of a full window (<= the model's maximum context)
+    stride: int | None = setting(None, "stride s in [1, L]: s = L block evaluation (default), "
+                                       "s = 1 exact sliding context", cli={"metavar": "S"})
+    mode: str = setting("exact", "exact: every window; sampled: windows of --samples drawn "
+                                 "positions", cli={"choices": MODES})
+    n_samples: int | None = setting(None, "positions drawn (sampled mode)", flag="--samples",
+                                    cli={"metavar": "N"})
+    # n: positions drawn with replacement (sampled mode only)
+    seed: int = setting(0, "seed of the sampling stream (fix before training)")
+    batch_size: int | str = setting(8, "windows per forward pass, or auto: the largest that "
+                                       "fits in CUDA memory", cli={"metavar": "B"})
+    # equal lengths only; "auto" doubles 1, 2, 4, ... up to the number of windows (8 on the CPU)
+    device: str = setting("cpu", "cpu or cuda (default: cuda if available)")
+    dtype: str = setting("fp32", "model weights dtype (the log-softmax is always fp32). bf16 "
+                                 "rounds the decoded weights, so the certificate is for that "
+                                 "rounded model: fix the dtype before scoring, or pay for trying "
+                                 "both (bound --candidates 2)", cli={"choices": tuple(DTYPES)})
+    shard_tokens: int = setting(65536, "input tokens per shard (resume granularity)",
+                                cli={"metavar": "N"})
+    # shard = max(1, shard_tokens // L) windows
+    vocab_chunk: int | None = setting(None, "compute token statistics over vocabulary chunks "
+                                            "of N (large vocabularies)", cli={"metavar": "N"})
+    compile: bool = setting(False, "torch.compile the forward pass (GPUs)",
+                            cli={"action": "store_true"})
+    stats: str = setting("auto", "per-token statistics: fused reads each logits row once "
+                                 "(Triton kernel on CUDA); auto = fused on CUDA, torch on CPU",
+                         cli={"choices": STATS})
+    # "torch" is `token_stats`; see `fused.stats_fn`
 
     def __post_init__(self):
         self.stride = self.context_len if self.stride is None else self.stride
         check_policy(self.context_len, self.stride)
         if self.mode not in MODES:
-            raise UserError(f"--mode must be one of {MODES} (got {self.mode!r})")
+            raise ConfigError("mode", "{mode} must be one of {modes} (got {v!r})", modes=MODES,
+                              v=self.mode)
         if self.mode == "sampled" and self.n_samples is None:
-            raise UserError("--mode sampled needs --samples N (N >= 1)")
+            raise ConfigError("mode", "{mode} sampled needs {n_samples} N (N >= 1)")
         if self.mode == "sampled" and int(self.n_samples) < 1:
-            raise UserError(f"--samples must be >= 1 in sampled mode (got {self.n_samples})")
+            raise ConfigError("n_samples", "{n_samples} must be >= 1, got {v}", v=self.n_samples)
         if self.mode == "sampled":
             check_sample_size(self.n_samples)
         if self.mode == "exact" and self.n_samples:
-            raise UserError("--samples only applies to --mode sampled; drop it or add the mode")
+            raise ConfigError("n_samples", "{n_samples} only applies to {mode} sampled; drop it "
+                              "or add the mode")
         if self.batch_size != "auto" and (isinstance(self.batch_size, str)
                                           or int(self.batch_size) < 1):
-            raise UserError(f"--batch-size must be an integer >= 1 or auto "
-                            f"(got {self.batch_size!r})")
+            raise ConfigError("batch_size", "{batch_size} must be an integer >= 1 or auto "
+                              "(got {v!r})", v=self.batch_size)
+        if self.dtype not in DTYPES:
+            raise ConfigError("dtype", "{dtype} {v!r}: use one of {kinds}", v=self.dtype,
+                              kinds=", ".join(DTYPES))
         if self.stats not in STATS:
-            raise UserError(f"--stats must be one of {STATS} (got {self.stats!r})")
+            raise ConfigError("stats", "{stats} must be one of {kinds} (got {v!r})", kinds=STATS,
+                              v=self.stats)
         if int(self.seed) < 0:
-            raise UserError(f"--seed must be >= 0 (got {self.seed})")
+            raise ConfigError("seed", "{seed} must be >= 0 (got {v})", v=self.seed)
         if int(self.shard_tokens) < 1:
-            raise UserError(f"--shard-tokens must be >= 1 (got {self.shard_tokens}); the "
-                            "default 65536 suits most runs")
+            raise ConfigError("shard_tokens", "{shard_tokens} must be >= 1 (got {v}); the "
+                              "default 65536 suits most runs", v=self.shard_tokens)
         if self.vocab_chunk is not None and int(self.vocab_chunk) < 1:
-            raise UserError(f"--vocab-chunk must be >= 1 (got {self.vocab_chunk}); leave it "
-                            "out to compute the statistics over the whole vocabulary")
+            raise ConfigError("vocab_chunk", "{vocab_chunk} must be >= 1 (got {v}); leave it "
+                              "out to compute the statistics over the whole vocabulary",
+                              v=self.vocab_chunk)
 
     @property
     def shard_windows(self) -> int:

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tokenbound.configs import ConfigError
 from tokenbound.errors import UserError
 
 
@@ -69,11 +70,12 @@ class Windows:
 
 
 def check_policy(context_len: int, stride: int) -> None:
-    """Raise `UserError` unless `1 <= stride <= context_len`."""
+    """Raise `ConfigError` (fields `context_len`, `stride`) unless `1 <= stride <= context_len`."""
     if int(context_len) < 1:
-        raise UserError(f"--context must be >= 1 (got {context_len})")
+        raise ConfigError("context_len", "{context_len} must be >= 1 (got {v})", v=context_len)
     if not 1 <= int(stride) <= int(context_len):
-        raise UserError(f"--stride must be in [1, --context={context_len}] (got {stride})")
+        raise ConfigError("stride", "{stride} must be in [1, {context_len}={L}] (got {v})",
+                          L=context_len, v=stride)
 
 
 def windows_per_doc(doc_lens: np.ndarray, context_len: int, stride: int) -> np.ndarray:

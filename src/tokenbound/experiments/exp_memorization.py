@@ -117,7 +117,8 @@ def one_kind(docs: list, kind: str, out: Path, scale: dict, progress: bool) -> d
         comp = steps.read_json(rep_path)
         if not steps.message_is_valid(msg, comp):
             comp = steps.compress_run(base / "train", msg,
-                                      QuantConfig(levels=L, method="kmeans"), eval_batches=0)
+                                      QuantConfig(levels=L, method="kmeans"),
+                                      steps.QATConfig(eval_batches=0))
             steps.atomic_json(rep_path, comp)
         ev_dir = base / f"eval-q{L}"
         steps.evaluate(str(msg), base / "data" / "train", ev_dir,

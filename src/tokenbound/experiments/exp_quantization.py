@@ -41,7 +41,7 @@ def level_certificate(run_dir: Path, scale: dict, levels: int, progress: bool) -
         return got
     comp = steps.compress_run(run_dir / "train", qdir / "model.tbm",
                               QuantConfig(levels=levels, method="kmeans", grouping="model"),
-                              eval_batches=5)
+                              steps.QATConfig(eval_batches=5))
     L = scale["context_len"]
     steps.evaluate(qdir / "model.tbm", run_dir / "data" / "train", qdir / "eval",
                    {"context_len": L, "stride": L, "mode": "exact",

@@ -30,76 +30,14 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 from tokenbound.errors import OutDirMismatch, UserError
 from tokenbound.experiments import recipes, steps
+from tokenbound.experiments.recipes import Recipe
 from tokenbound.experiments.report import provenance, write_report
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Recipe:
-    """A whole certificate run, fixed in advance (see the module docstring for the fields).
-
-    Every section is checked on construction (`recipes.check_recipe`: known keys, value types,
-    and the step configs built), so a mistake is reported before any step runs.
-    """
-
-    name: str
-    out: str
-    data: dict
-    compress: dict
-    evaluate: dict
-    model: dict | None = None
-    train: dict = field(default_factory=dict)
-    hf: str | None = None
-    delta: float = 0.05
-    heldout: bool = True
-    description: str = ""
-    extra_bits: int = 0
-
-    def __post_init__(self):
-        checked = recipes.check_recipe({f.name: getattr(self, f.name) for f in fields(self)})
-        for k, v in checked.items():
-            setattr(self, k, v)
-
-    @staticmethod
-    def load(path: str | Path, out: str | None = None) -> "Recipe":
-        import yaml
-
-        p = Path(path)
-        if not p.is_file():
-            raise UserError(f"recipe {path}: no such file")
-        try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except UnicodeDecodeError:
-            raise UserError(f"recipe {path}: not a text file; pass a YAML recipe (see "
-                            "src/tokenbound/recipes/demo.yaml)") from None
-        except yaml.YAMLError as exc:
-            raise UserError(f"recipe {path}: not valid YAML ({exc})") from None
-        if not isinstance(raw, dict):
-            raise UserError(f"recipe {path}: expected a mapping of sections")
-        recipes.check_keys(f"{path}", raw, recipes.TOP)
-        missing = [f.name for f in fields(Recipe) if f.name not in raw
-                   and f.name not in ("name", "out") and f.default is MISSING
-                   and f.default_factory is MISSING]
-        if missing:
-            raise UserError(f"recipe {path}: missing section(s) {', '.join(missing)}; see "
-                            "src/tokenbound/recipes/demo.yaml for a complete recipe")
-        raw["name"] = recipes.coerce("`name:`", raw.get("name", p.stem), "str")
-        if out is not None:
-            raw["out"] = out
-        raw["out"] = recipes.coerce("`out:`", raw.get("out", str(Path("runs") / raw["name"])),
-                                    "str")
-        return Recipe(**raw)
-
-    def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("name", "out", "delta", "data", "model", "train",
-                                              "hf", "compress", "evaluate", "heldout",
-                                              "extra_bits")}
 
 
 def run(recipe: Recipe, *, progress: bool = False, say=lambda msg: None) -> dict:
@@ -244,9 +182,7 @@ def _compress(recipe: Recipe, out: Path, clock: _Clock) -> dict:
     qcfg = QuantConfig.from_recipe(c)
     if recipe.model is not None:
         comp = clock.step("compress", lambda: steps.compress_run(
-            out / "train", message, qcfg, qat_steps=c.get("qat_steps", 0),
-            qat_lr=c.get("qat_lr", 5e-5), batch_size=c.get("batch_size", 8),
-            eval_batches=c.get("eval_batches", 10), qat_optimizer=c.get("qat_optimizer", "sgd")))
+            out / "train", message, qcfg, steps.QATConfig.from_recipe(c)))
         comp["train_sha256"] = trained
     else:
         comp = clock.step("compress", lambda: steps.compress_hf(recipe.hf, message, qcfg))

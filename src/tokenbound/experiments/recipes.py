@@ -1,46 +1,106 @@
-"""Recipes: the ones shipped inside the package (`tokenbound/recipes/*.yaml`) and the checks
-every recipe passes before any step runs.
+"""Recipes: the `Recipe` of a whole certificate run, the ones shipped inside the package
+(`tokenbound/recipes/*.yaml`) and the checks every recipe passes before any step runs.
 
 `check_recipe` reads each section of a recipe (a YAML mapping, see `pipeline`'s docstring) once,
 up front: every section must be a mapping whose keys are known (a misspelt key is an error that
 suggests the spelling), numbers and booleans must have their type (`steps: 300`, `lr: 3e-4`,
 `heldout: true`), and the configuration objects of the steps (`GPTConfig`, `TrainConfig`,
-`QuantConfig`, `EvalConfig`) are built, so that their own checks run too. A typo in `evaluate:`
-is then reported in a second, not after an hour of training. Values are only converted to their
-type (a key that is not given stays absent), so a checked recipe equals the file it came from.
+`QuantConfig`, `QATConfig`, `EvalConfig`) are built, so that their own checks run too. A typo in
+`evaluate:` is then reported in a second, not after an hour of training. Values are only
+converted to their type (a key that is not given stays absent), so a checked recipe equals the
+file it came from.
+
+The keys and types of a section are the fields of its config class (`configs.field_types`, the
+real annotations); a config's `ConfigError` is worded with recipe keys (`` `train: steps:` ``)
+from its structured field references (`recipe_message`), never by parsing its text.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import math
-import re
+import types
+import typing
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
+from tokenbound.configs import ConfigError, field_types
 from tokenbound.errors import UserError
 
 RECIPE_DIR = Path(__file__).resolve().parent.parent / "recipes"
 
-# key -> annotation, read like a dataclass field's type ("int | None": a whole number or null)
-TOP = {"name": "str", "out": "str", "description": "str", "delta": "float", "heldout": "bool",
-       "extra_bits": "int", "hf": "str | None", "data": "dict", "model": "dict | None",
-       "train": "dict", "compress": "dict", "evaluate": "dict"}
-DATA = {"corpus": "str", "tokenizer": "str", "max_train_docs": "int | None",
-        "heldout_fraction": "float | None", "doc_separator": "str | None", "glob": "str",
-        "text_column": "str"}
-# `compress:` keys read by `run` itself (the others are QuantConfig fields); they apply only to
-# a model trained by the recipe (`hf:` models are quantized without fine-tuning)
-COMPRESS_RUN = {"qat_steps": "int", "qat_lr": "float", "qat_optimizer": "str",
-                "batch_size": "int", "eval_batches": "int"}
-# CLI flags named in the configs' own error messages -> the recipe key
-FLAG_KEYS = {"evaluate": {"--context": "context_len", "--samples": "n_samples"},
-             "train": {"--seq-len": "context_len", "--data-seed": "seed",
-                       "--warmup": "warmup_frac"},
-             "model": {"--no-tie-embeddings": "tie_embeddings: false"}}
-_KINDS = {"int": "a whole number", "float": "a number", "bool": "true or false",
-          "str": "a string", "dict": "a mapping ({key: value, ...})", "None": "null",
-          "tuple[float, float]": "a list of two numbers", "tuple[str, ...]": "a list of strings"}
+# the `data:` section: `load_corpus`'s settings, as for `tokenbound prepare`
+DATA = {"corpus": str, "tokenizer": str, "max_train_docs": int | None,
+        "heldout_fraction": float | None, "doc_separator": str | None, "glob": str,
+        "text_column": str}
+_KINDS = {int: "a whole number", float: "a number", bool: "true or false", str: "a string",
+          dict: "a mapping ({key: value, ...})", type(None): "null"}
+
+
+@dataclass
+class Recipe:
+    """A whole certificate run, fixed in advance (see `pipeline`'s docstring for the fields).
+
+    Every section is checked on construction (`check_recipe`: known keys, value types, and the
+    step configs built), so a mistake is reported before any step runs.
+    """
+
+    name: str
+    out: str
+    data: dict
+    compress: dict
+    evaluate: dict
+    model: dict | None = None
+    train: dict = field(default_factory=dict)
+    hf: str | None = None
+    delta: float = 0.05
+    heldout: bool = True
+    description: str = ""
+    extra_bits: int = 0
+
+    def __post_init__(self):
+        checked = check_recipe({f.name: getattr(self, f.name) for f in fields(self)})
+        for k, v in checked.items():
+            setattr(self, k, v)
+
+    @staticmethod
+    def load(path: str | Path, out: str | None = None) -> "Recipe":
+        import yaml
+
+        p = Path(path)
+        if not p.is_file():
+            raise UserError(f"recipe {path}: no such file")
+        try:
+            raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise UserError(f"recipe {path}: not a text file; pass a YAML recipe (see "
+                            "src/tokenbound/recipes/demo.yaml)") from None
+        except yaml.YAMLError as exc:
+            raise UserError(f"recipe {path}: not valid YAML ({exc})") from None
+        if not isinstance(raw, dict):
+            raise UserError(f"recipe {path}: expected a mapping of sections")
+        check_keys(f"{path}", raw, TOP)
+        missing = [f.name for f in fields(Recipe) if f.name not in raw
+                   and f.name not in ("name", "out") and f.default is MISSING
+                   and f.default_factory is MISSING]
+        if missing:
+            raise UserError(f"recipe {path}: missing section(s) {', '.join(missing)}; see "
+                            "src/tokenbound/recipes/demo.yaml for a complete recipe")
+        raw["name"] = coerce("`name:`", raw.get("name", p.stem), str)
+        if out is not None:
+            raw["out"] = out
+        raw["out"] = coerce("`out:`", raw.get("out", str(Path("runs") / raw["name"])), str)
+        return Recipe(**raw)
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in ("name", "out", "delta", "data", "model", "train",
+                                              "hf", "compress", "evaluate", "heldout",
+                                              "extra_bits")}
+
+
+TOP = field_types(Recipe)
+"""The recipe's top-level keys and their types."""
 
 
 def shipped() -> list[str]:
@@ -73,31 +133,48 @@ def check_keys(where: str, given, allowed) -> None:
                     f"{', '.join(allowed)}")
 
 
-def coerce(where: str, value, kind: str):
-    """`value` converted to the annotated type `kind` ("int", "float | None", "bool", ...).
+def coerce(where: str, value, kind):
+    """`value` converted to the type `kind` (`int`, `float | None`, `bool`, `tuple[float,
+    float]`, ...: a real annotation).
 
     Whole numbers may be written 300, 300.0 or "3e2"; numbers as 0.0003 or 3e-4 (which YAML
-    reads as a string); booleans only as true/false. Kinds not listed in `_KINDS` pass through
-    (the config object checks them).
+    reads as a string); booleans only as true/false. Other types (`Any`, `dict`, ...) pass
+    through (the config object checks them).
     """
-    kinds = [k.strip() for k in kind.split("|")]
-    if value is None and "None" in kinds:
+    kinds = _alternatives(kind)
+    if value is None and type(None) in kinds:
         return None
     for k in kinds:
         ok, v = _as(k, value)
         if ok:
             return v
-    want = " or ".join(_KINDS.get(k, k) for k in kinds)
+    want = " or ".join(_describe(k) for k in kinds)
     raise UserError(f"recipe {where} must be {want}, got {value!r}")
 
 
-def _as(kind: str, v) -> tuple[bool, object]:
+def _alternatives(kind) -> list:
+    """The members of a union annotation (`int | None` -> [int, NoneType]), else [kind]."""
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        return list(typing.get_args(kind))
+    return [kind]
+
+
+def _describe(kind) -> str:
+    if kind in _KINDS:
+        return _KINDS[kind]
+    args = typing.get_args(kind)
+    if typing.get_origin(kind) is tuple and Ellipsis in args:
+        return "a list of strings" if args[0] is str else f"a list of {_describe(args[0])}s"
+    if typing.get_origin(kind) is tuple:
+        return f"a list of {len(args)} numbers" if args[0] is float else f"a list of {len(args)}"
+    return getattr(kind, "__name__", str(kind))
+
+
+def _as(kind, v) -> tuple[bool, object]:
     """(True, v converted to `kind`) or (False, v)."""
-    if kind == "bool":
-        return isinstance(v, bool), v
-    if kind == "str":
-        return isinstance(v, str), v
-    if kind in ("int", "float"):
+    if kind in (bool, str):
+        return isinstance(v, kind), v
+    if kind in (int, float):
         x = v
         if isinstance(v, str):
             try:
@@ -108,19 +185,20 @@ def _as(kind: str, v) -> tuple[bool, object]:
             return False, v
         if not math.isfinite(x):
             return False, v
-        if kind == "float":
+        if kind is float:
             return True, float(x)
         return (True, int(x)) if float(x).is_integer() else (False, v)
-    if kind == "tuple[float, float]":
-        if not isinstance(v, (list, tuple)):
+    args = typing.get_args(kind)
+    if typing.get_origin(kind) is tuple and Ellipsis not in args:  # tuple[float, float]
+        if not isinstance(v, (list, tuple)) or len(v) != len(args):
             return False, v
-        items = [_as("float", x) for x in v]
+        items = [_as(k, x) for k, x in zip(args, v)]
         return all(ok for ok, _ in items), [x for _, x in items]
-    if kind == "tuple[str, ...]":
+    if typing.get_origin(kind) is tuple:  # tuple[str, ...]: one string or a list of them
         if isinstance(v, str):
             return True, [v]
-        return isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v), v
-    return True, v  # "Any", GPTConfig.linear's "dict" (or "attn=lora"), ...: the config checks
+        return isinstance(v, (list, tuple)) and all(isinstance(x, args[0]) for x in v), v
+    return True, v  # Any, GPTConfig.linear's dict (or "attn=lora"), ...: the config checks
 
 
 def need(ok: bool, where: str, message: str) -> None:
@@ -143,32 +221,29 @@ def section(name: str, value, types: dict, required: tuple = ()) -> dict:
     return {k: coerce(f"`{name}: {k}:`", v, types[k]) for k, v in value.items()}
 
 
-def field_types(cls, skip=()) -> dict:
-    """Field name -> annotation string of a dataclass (its recipe key types)."""
-    return {f.name: str(f.type) for f in dataclasses.fields(cls) if f.name not in skip}
-
-
-def build(name: str, make, fields: dict):
-    """`make()` (a config constructor); its UserError becomes one naming the recipe keys."""
+def build(name: str, make):
+    """`make()` (a config constructor); its error becomes one naming the recipe keys."""
     try:
         return make()
+    except ConfigError as exc:
+        raise UserError(f"recipe {recipe_message(name, exc)}") from None
     except UserError as exc:
-        msg = str(exc)
-        flags = {f"--{k.replace('_', '-')}": k for k in fields} | FLAG_KEYS.get(name, {})
-        for flag in sorted(flags, key=len, reverse=True):
-            pattern = rf"(?<![\w-]){re.escape(flag)}(?![\w-])"
-            key = flags[flag]
-            msg = re.sub(pattern + ":?", f"`{key}`" if ":" in key else f"`{key}:`", msg)
-        lead = re.match(r"`(\w+):`(.*)", msg, re.S)  # "`steps:` must be ..." leads
-        where = f"`{name}: {lead[1]}:`{lead[2]}" if lead else f"`{name}:` {msg}"
-        raise UserError(f"recipe {where}") from None
+        raise UserError(f"recipe `{name}:` {exc}") from None
+
+
+def recipe_message(section: str, exc: ConfigError) -> str:
+    """`exc` worded for recipe section `section`: its field as `` `section: key:` `` when the
+    message starts with it (else after `` `section:` ``), other fields as `` `key:` `` and
+    settings as `` `key: value` ``."""
+    text = exc.render(lambda name, value: f"`{name}: {value}`" if value else f"`{name}:`",
+                      lead=lambda name: f"`{section}: {name}:`")
+    return text if exc.leads else f"`{section}:` {text}"
 
 
 # ---- the sections of a recipe -----------------------------------------------------------------
 def check_recipe(r: dict) -> dict:
     """The recipe `r` (section -> value) with every section checked and converted."""
-    out = {k: (coerce(f"`{k}:`", v, TOP[k]) if TOP[k] not in ("dict", "dict | None") else v)
-           for k, v in r.items()}
+    out = {k: coerce(f"`{k}:`", v, TOP[k]) for k, v in r.items()}
     if (out["model"] is None) == (out["hf"] is None):
         raise UserError("a recipe needs exactly one of `model:` (train a GPT here) or "
                         "`hf: DIR` (a local Hugging Face causal LM)")
@@ -206,52 +281,41 @@ def check_data(value) -> dict:
 def check_model(value):
     from tokenbound.models import GPTConfig
 
-    types = field_types(GPTConfig)
-    m = section("model", value, types)
-    return m, build("model", lambda: GPTConfig(**m), types)
+    m = section("model", value, field_types(GPTConfig))
+    return m, build("model", lambda: GPTConfig(**m))
 
 
 def check_train(value, gcfg):
     from tokenbound.training import TrainConfig
 
-    types = field_types(TrainConfig, skip=("data", "out", "model"))
-    t = section("train", value, types)
-    build("train", lambda: TrainConfig(data="DATA", out="OUT", model=gcfg, **t), types)
+    t = section("train", value, field_types(TrainConfig, skip=("data", "out", "model")))
+    build("train", lambda: TrainConfig(data="DATA", out="OUT", model=gcfg, **t))
     return t
 
 
 def check_compress(value, *, trained: bool) -> dict:
+    """`compress:` holds the QuantConfig keys and, for a model trained here, the QATConfig
+    keys."""
     from tokenbound.compression import QuantConfig
-    from tokenbound.compression.qat import QAT_OPTIMIZERS
+    from tokenbound.experiments.steps import QATConfig
 
-    quant = field_types(QuantConfig)
-    c = section("compress", value, {**quant, **COMPRESS_RUN}, required=("levels",))
-    run_keys = sorted(set(c) & set(COMPRESS_RUN))
+    qat = field_types(QATConfig)
+    c = section("compress", value, {**field_types(QuantConfig), **qat}, required=("levels",))
+    run_keys = sorted(set(c) & set(qat))
     need(trained or not run_keys, f"`compress: {', '.join(run_keys)}`",
          "applies only to a model trained here (`model:`); an `hf:` model is quantized "
          "without fine-tuning: remove it")
-    for key, low in (("qat_steps", 0), ("batch_size", 1), ("eval_batches", 0)):
-        need(c.get(key, low) >= low, f"`compress: {key}:`", f"must be >= {low}, got {c.get(key)}")
-    need(c.get("qat_lr", 1.0) > 0, "`compress: qat_lr:`", f"must be > 0, got {c.get('qat_lr')}")
-    need(c.get("qat_optimizer", "sgd") in QAT_OPTIMIZERS, "`compress: qat_optimizer:`",
-         f"{c.get('qat_optimizer')!r}: use {' or '.join(QAT_OPTIMIZERS)}")
-    build("compress", lambda: QuantConfig.from_recipe(c), quant)
+    build("compress", lambda: QATConfig.from_recipe(c))
+    build("compress", lambda: QuantConfig.from_recipe(c))
     return c
 
 
 def check_evaluate(value) -> dict:
     from tokenbound.evaluation import EvalConfig
-    from tokenbound.evaluation.sources import DTYPES
 
-    types = field_types(EvalConfig)
-    e = section("evaluate", value, types, required=("context_len",))
-    for key, low in (("n_samples", 1), ("seed", 0), ("shard_tokens", 1), ("vocab_chunk", 1)):
-        if e.get(key) is not None:
-            need(e[key] >= low, f"`evaluate: {key}:`", f"must be >= {low}, got {e[key]}")
-    need(e.get("dtype", "fp32") in DTYPES, "`evaluate: dtype:`",
-         f"{e.get('dtype')!r}: use one of {', '.join(DTYPES)}")
-    build("evaluate", lambda: EvalConfig(**e), types)
-    build("evaluate", lambda: EvalConfig(**heldout_eval(e)), types)
+    e = section("evaluate", value, field_types(EvalConfig), required=("context_len",))
+    build("evaluate", lambda: EvalConfig(**e))
+    build("evaluate", lambda: EvalConfig(**heldout_eval(e)))
     return e
 
 

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from tokenbound.compression.qat import QAT_OPTIMIZERS
+from tokenbound.configs import Config, ConfigError, setting
 from tokenbound.errors import UserError
 from tokenbound.fileio import atomic_write_bytes, atomic_write_json, file_sha256, refresh_text
 
@@ -83,12 +86,42 @@ def train(data: str | Path, out: str | Path, model: dict, train: dict, *,
     return run_training(cfg, progress=progress)
 
 
-# ---- compress --------------------------------------------------------------------------------
-def compress_run(run: str | Path, out: str | Path, qcfg, *, qat_steps: int = 0,
-                 qat_lr: float = 5e-5, batch_size: int = 8, eval_batches: int = 10,
-                 qat_optimizer: str = "sgd") -> dict:
-    """Quantize the final model of RUN, optionally QAT, write the message to `out` and check
-    that it decodes to exactly the quantized weights. Returns the compress report."""
+# ---- compress ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class QATConfig(Config):
+    """What the compress step of a trained run does besides quantizing: quantization-aware
+    fine-tuning and the loss estimate before/after (the recipe's other `compress:` keys and
+    `tokenbound compress`'s flags)."""
+
+    qat_steps: int = setting(0, "quantization-aware fine-tuning steps (default 0)")
+    qat_lr: float = setting(5e-5, "QAT learning rate")
+    qat_optimizer: str = setting("sgd", "QAT optimizer: SGD with momentum 0.9 (default) or Adam",
+                                 cli={"choices": QAT_OPTIMIZERS})
+    batch_size: int = setting(8, "sequences per batch for QAT and the loss estimate (default 8)")
+    eval_batches: int = setting(10, "batches of the loss estimate before/after (default 10; 0 "
+                                    "skips)")
+
+    def __post_init__(self):
+        for name, low in (("qat_steps", 0), ("batch_size", 1), ("eval_batches", 0)):
+            if getattr(self, name) < low:
+                raise ConfigError(name, "{" + name + "} must be >= {low}, got {v}", low=low,
+                                  v=getattr(self, name))
+        if not self.qat_lr > 0:
+            raise ConfigError("qat_lr", "{qat_lr} must be > 0, got {v}", v=self.qat_lr)
+        if self.qat_optimizer not in QAT_OPTIMIZERS:
+            raise ConfigError("qat_optimizer", "{qat_optimizer} {v!r}: use {known}",
+                              v=self.qat_optimizer, known=" or ".join(QAT_OPTIMIZERS))
+
+    @classmethod
+    def from_recipe(cls, d: dict) -> "QATConfig":
+        """From a recipe's `compress:` section (its QuantConfig keys are skipped)."""
+        names = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def compress_run(run: str | Path, out: str | Path, qcfg, qat: QATConfig = QATConfig()) -> dict:
+    """Quantize the final model of RUN, optionally QAT (`qat`), write the message to `out` and
+    check that it decodes to exactly the quantized weights. Returns the compress report."""
     from tokenbound.compression import qat_finetune, quantize_
     from tokenbound.training import IGNORE_INDEX, batch_iterator, estimate_loss, load_run
     from tokenbound.training.run import open_data
@@ -98,25 +131,25 @@ def compress_run(run: str | Path, out: str | Path, qcfg, *, qat_steps: int = 0,
     ctx = int(info["config"].get("context_len") or cfg.context_len)
 
     def loss():
-        if not eval_batches:
+        if not qat.eval_batches:
             return None
-        return estimate_loss(model, stream, ctx, eval_batches, batch_size, LOSS_SEED)
+        return estimate_loss(model, stream, ctx, qat.eval_batches, qat.batch_size, LOSS_SEED)
 
     before = loss()
     qstate = quantize_(model, qcfg)
-    if qat_steps:
-        batches = batch_iterator(stream, ctx, batch_size, QAT_SEED)
-        qstate = qat_finetune(model, qstate, batches, qat_steps, qat_lr,
-                              ignore_index=IGNORE_INDEX, optimizer=qat_optimizer)
+    if qat.qat_steps:
+        batches = batch_iterator(stream, ctx, qat.batch_size, QAT_SEED)
+        qstate = qat_finetune(model, qstate, batches, qat.qat_steps, qat.qat_lr,
+                              ignore_index=IGNORE_INDEX, optimizer=qat.qat_optimizer)
     after = loss()
     extra = {"tokenizer": stream.meta.get("tokenizer"), "vocab_size": stream.vocab_size,
              "start_id": stream.start_id, "eot_id": stream.eot_id, "context_len": ctx}
     report = write_message(model, cfg, qstate, extra, out)
     report.update(run=str(run), loss_before=before, loss_after=after,
                   loss_increase=None if before is None else after - before,
-                  qat_steps=qat_steps)
-    if qat_steps:
-        report.update(qat_lr=qat_lr, qat_optimizer=qat_optimizer)
+                  qat_steps=qat.qat_steps)
+    if qat.qat_steps:
+        report.update(qat_lr=qat.qat_lr, qat_optimizer=qat.qat_optimizer)
     return report
 
 

@@ -11,8 +11,7 @@ This package never imports `tokenbound.data` or `tokenbound.bounds`.
 """
 
 from tokenbound.models.build import build_model
-from tokenbound.models.config import (GPTConfig, add_model_arguments, config_from_args,
-                                      near_square_factors)
+from tokenbound.models.config import GPTConfig, near_square_factors
 from tokenbound.models.counts import param_counts
 from tokenbound.models.gpt import GPT
 from tokenbound.models.linear import (DenseLinear, KroneckerLinear, LoRALinear, MonarchLinear,
@@ -20,7 +19,7 @@ from tokenbound.models.linear import (DenseLinear, KroneckerLinear, LoRALinear, 
 from tokenbound.models.subspace import KroneckerProjection, SubspaceGPT
 
 __all__ = [
-    "GPT", "GPTConfig", "build_model", "add_model_arguments", "config_from_args",
+    "GPT", "GPTConfig", "build_model",
     "DenseLinear", "LoRALinear", "KroneckerLinear", "MonarchLinear", "monarch_param_count",
     "near_square_factors", "param_counts", "SubspaceGPT", "KroneckerProjection",
 ]

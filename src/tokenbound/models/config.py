@@ -1,23 +1,24 @@
-"""`GPTConfig`: every choice that fixes a GPT hypothesis before training, plus its CLI flags.
+"""`GPTConfig`: every choice that fixes a GPT hypothesis before training.
 
 A config together with the trained tensors (`model.trained_state()`) determines the model bit
 for bit: everything else (frozen LoRA bases, the random-subspace origin and projection) is
 regenerated from `seed` by `build_model(cfg)`. The config is part of the hypothesis (DESIGN.md
 2.1): it is free in the code length only when fixed before seeing data.
 
-Each field carries its help text in `field(metadata={"help": ...})`; `add_model_arguments`
-turns the fields into `--kebab-case` flags with those texts, and `config_from_args` reads them
-back (only flags actually given override the base config).
+Each field is a `tokenbound.configs.setting` with its help text; the `--kebab-case` CLI flags
+(`tokenbound.commands.flags`) and the recipe's `model:` keys are generated from them, and a bad
+value raises `ConfigError` naming the field.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from tokenbound.configs import Config, ConfigError
+from tokenbound.configs import setting as _f
 from tokenbound.errors import UserError
 
 GROUPS = ("attn", "mlp", "head")
@@ -29,15 +30,20 @@ LINEAR_KINDS = ("dense", "lora", "kronecker", "monarch")
 POSITION_KINDS = ("learned", "rope", "none")
 
 
-def _f(default: Any, help: str, **kw: Any) -> Any:
-    """A dataclass field with its help text (the per-field docstring)."""
-    if isinstance(default, dict):
-        return field(default_factory=lambda: dict(default), metadata={"help": help}, **kw)
-    return field(default=default, metadata={"help": help}, **kw)
+def parse_linear(text: str) -> dict:
+    """`"attn=monarch,mlp=lora"` -> `{"attn": "monarch", "mlp": "lora"}`."""
+    out = {}
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        if "=" not in item:
+            raise ConfigError("linear", "{linear} item {item!r} must look like group=kind, "
+                              "e.g. attn=monarch", item=item)
+        g, kind = (s.strip() for s in item.split("=", 1))
+        out[g] = kind
+    return out
 
 
 @dataclass
-class GPTConfig:
+class GPTConfig(Config):
     """Shape, parametrization and seed of a pre-LN GPT (nanoGPT layout); see `gpt.py`."""
 
     vocab_size: int = _f(256, "vocabulary size V; logits have shape (B, T, V)")
@@ -52,7 +58,7 @@ class GPTConfig:
                                   "parameters, so nothing in them needs quantizing)")
     tie_embeddings: bool = _f(True, "output head shares the token-embedding matrix")
     position: str = _f("learned", "position encoding: learned (absolute table), rope "
-                                  "(rotary, relative) or none")
+                                  "(rotary, relative) or none", cli={"choices": POSITION_KINDS})
     max_context: int | None = _f(None, "each layer attends only to the last k tokens (banded "
                                        "causal mask); the logits then depend on the last "
                                        "n_layer*(k-1)+1 tokens (and, with learned positions, "
@@ -61,7 +67,8 @@ class GPTConfig:
     linear: dict = _f({"attn": "dense", "mlp": "dense", "head": "dense"},
                       "parametrization per layer group, e.g. attn=monarch,mlp=lora,head=dense; "
                       "kinds: dense, lora, kronecker, monarch; head applies only when the "
-                      "head is untied")
+                      "head is untied", cli={"type": parse_linear,
+                                             "metavar": "G=KIND,..."})
     lora_rank: int = _f(4, "rank r of LoRA updates W0 + B A")
     monarch_blocks: int = _f(4, "number of diagonal blocks of each Monarch factor; must "
                                 "divide the input and output widths of those layers")
@@ -78,21 +85,21 @@ class GPTConfig:
         self.linear = _normalize_linear(self.linear)
         _check_ints(self)
         if self.d_model % self.n_head:
-            raise UserError(f"d_model={self.d_model} is not divisible by n_head={self.n_head};"
-                            f" choose --n-head dividing --d-model")
+            raise ConfigError("d_model", "d_model={d} is not divisible by n_head={h}; choose "
+                              "{n_head} dividing {d_model}", d=self.d_model, h=self.n_head)
         if self.position not in POSITION_KINDS:
-            raise UserError(f"position={self.position!r} is unknown; use one of "
-                            f"{', '.join(POSITION_KINDS)}")
+            raise ConfigError("position", "position={p!r} is unknown; use one of {kinds}",
+                              p=self.position, kinds=", ".join(POSITION_KINDS))
         if self.position == "rope" and self.head_dim % 2:
-            raise UserError(f"position=rope needs an even head size, got d_model/n_head="
-                            f"{self.head_dim}; change --d-model or --n-head")
+            raise ConfigError("position", "position=rope needs an even head size, got "
+                              "d_model/n_head={hd}; change {d_model} or {n_head}", hd=self.head_dim)
         if not self.init_std >= 0.0:
-            raise UserError(f"init_std={self.init_std} must be >= 0")
+            raise ConfigError("init_std", "init_std={v} must be >= 0", v=self.init_std)
         if not 0.0 <= self.dropout < 1.0:
-            raise UserError(f"dropout={self.dropout} must lie in [0, 1)")
+            raise ConfigError("dropout", "dropout={v} must lie in [0, 1)", v=self.dropout)
         if self.tie_embeddings and self.linear["head"] != "dense":
-            raise UserError(f"linear head={self.linear['head']} needs an untied head; pass "
-                            f"--no-tie-embeddings or use head=dense")
+            raise ConfigError("linear", "linear head={k} needs an untied head; pass "
+                              "{tie_embeddings:false} or use head=dense", k=self.linear["head"])
         if "monarch" in self.linear.values():
             _check_monarch(self)
 
@@ -124,27 +131,16 @@ def _normalize_linear(linear: Any) -> dict:
     if isinstance(linear, str):  # "attn=monarch,mlp=dense"
         linear = parse_linear(linear)
     if not isinstance(linear, dict):
-        raise UserError(f"linear must be a dict group -> kind, got {linear!r}")
+        raise ConfigError("linear", "linear must be a dict group -> kind, got {v!r}", v=linear)
     bad = sorted(set(linear) - set(GROUPS))
     if bad:
-        raise UserError(f"linear has unknown group(s) {bad}; groups are {', '.join(GROUPS)}")
+        raise ConfigError("linear", "linear has unknown group(s) {bad}; groups are {groups}",
+                          bad=bad, groups=", ".join(GROUPS))
     out = {g: str(linear.get(g, "dense")) for g in GROUPS}
     for g, kind in out.items():
         if kind not in LINEAR_KINDS:
-            raise UserError(f"linear {g}={kind!r} is unknown; use one of "
-                            f"{', '.join(LINEAR_KINDS)}")
-    return out
-
-
-def parse_linear(text: str) -> dict:
-    """`"attn=monarch,mlp=lora"` -> `{"attn": "monarch", "mlp": "lora"}`."""
-    out = {}
-    for item in filter(None, (s.strip() for s in text.split(","))):
-        if "=" not in item:
-            raise UserError(f"--linear item {item!r} must look like group=kind, "
-                            f"e.g. attn=monarch")
-        g, kind = (s.strip() for s in item.split("=", 1))
-        out[g] = kind
+            raise ConfigError("linear", "linear {g}={kind!r} is unknown; use one of {kinds}",
+                              g=g, kind=kind, kinds=", ".join(LINEAR_KINDS))
     return out
 
 
@@ -153,12 +149,13 @@ def _check_ints(cfg: GPTConfig) -> None:
                  "lora_rank", "monarch_blocks"):
         value = getattr(cfg, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise UserError(f"{name}={value!r} must be a positive integer")
+            raise ConfigError(name, "{s} must be a positive integer", s=f"{name}={value!r}")
     for name in ("max_context", "subspace_dim"):
         value = getattr(cfg, name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                   or value < 1):
-            raise UserError(f"{name}={value!r} must be a positive integer (or unset)")
+            raise ConfigError(name, "{s} must be a positive integer (or unset)",
+                              s=f"{name}={value!r}")
 
 
 def _check_monarch(cfg: GPTConfig) -> None:
@@ -167,67 +164,9 @@ def _check_monarch(cfg: GPTConfig) -> None:
     for g, kind in cfg.linear.items():
         for n in dims[g] if kind == "monarch" else ():
             if n % nb:
-                raise UserError(f"monarch_blocks={nb} does not divide width {n} of the {g} "
-                                f"layers; choose --monarch-blocks dividing it")
-
-
-# ---------------------------------------------------------------- argparse helpers
-
-_ARCH_HELP = ("shorthand for --linear: parametrize attn and mlp (and an untied head) with "
-              "this kind: " + ", ".join(LINEAR_KINDS))
-
-
-def add_model_arguments(parser: argparse.ArgumentParser,
-                        defaults: dict[str, str] | None = None) -> None:
-    """Add one `--field-name` flag per `GPTConfig` field (help from the field docs) + `--arch`.
-
-    Flags default to `None` (= not given) so that `config_from_args` can override a base config
-    with only what the user wrote. `defaults`: field -> the default in words, for fields whose
-    default the command takes from elsewhere (train: vocab_size from the data).
-    """
-    group = parser.add_argument_group("model")
-    group.add_argument("--arch", choices=LINEAR_KINDS, default=None, help=_ARCH_HELP)
-    for f in dataclasses.fields(GPTConfig):
-        flag = "--" + f.name.replace("_", "-")
-        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
-        shown = (defaults or {}).get(f.name, _show(default))
-        helptext = f"{f.metadata['help']} (default: {shown})"
-        if isinstance(default, bool):
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                               help=helptext)
-        elif f.name == "linear":
-            group.add_argument(flag, type=parse_linear, default=None, metavar="G=KIND,...",
-                               help=helptext)
-        else:
-            typ = str if isinstance(default, str) else float if isinstance(default, float) else int
-            choices = POSITION_KINDS if f.name == "position" else None
-            group.add_argument(flag, type=typ, default=None, choices=choices, help=helptext)
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, dict):
-        return ",".join(f"{k}={v}" for k, v in value.items())
-    return "unset" if value is None else str(value)
-
-
-def config_from_args(args: argparse.Namespace, base: GPTConfig | None = None) -> GPTConfig:
-    """The config of `base` (default `GPTConfig()`) with every flag the user gave applied.
-
-    `--arch K` sets attn and mlp to K, and the head too when `--no-tie-embeddings`; an explicit
-    `--linear` is applied after it.
-    """
-    d = (base or GPTConfig()).to_dict()
-    for f in dataclasses.fields(GPTConfig):
-        value = getattr(args, f.name, None)
-        if value is not None and f.name != "linear":
-            d[f.name] = value
-    arch = getattr(args, "arch", None)
-    if arch is not None:
-        d["linear"] = {"attn": arch, "mlp": arch,
-                       "head": "dense" if d["tie_embeddings"] else arch}
-    if getattr(args, "linear", None) is not None:
-        d["linear"] = {**d["linear"], **args.linear}
-    return GPTConfig.from_dict(d)
+                raise ConfigError("monarch_blocks", "monarch_blocks={nb} does not divide width "
+                                  "{n} of the {g} layers; choose {monarch_blocks} dividing it",
+                                  nb=nb, n=n, g=g)
 
 
 def near_square_factors(n: int) -> tuple[int, int]:

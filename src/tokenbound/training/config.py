@@ -10,55 +10,56 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from tokenbound.errors import UserError
-
-def _f(default: Any, help: str) -> Any:
-    """A dataclass field with its help text (the per-field docstring)."""
-    return field(default=default, metadata={"help": help})
+from tokenbound.configs import Config, ConfigError, setting
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Config):
     """A training run; `train(cfg)` is deterministic given this and the data.
 
-    Each field's help text (its docstring, starting with its CLI flag) is in
-    `FIELD_DOCS`.
+    Each field is a `tokenbound.configs.setting` with its help text (and its CLI flag when that
+    is not `--field-name`); `tokenbound train`'s flags and the recipe's `train:` keys come from
+    these.
     """
 
-    data: str = field(metadata={"help": (
-        "--data: token-stream directory from `tokenbound prepare`; DATA/train is trained on "
-        "when it exists (else DATA itself), DATA/heldout is evaluated when it exists")})
-    out: str = field(metadata={"help": (
-        "--out: run directory (config.json, model.safetensors, train.json, ckpt/)")})
-    model: Any = field(metadata={"help": (
-        "the model configuration (`tokenbound.models.GPTConfig`, from the model flags)")})
-    steps: int = _f(2000, "--steps: optimizer steps")
-    batch_size: int = _f(32, "--batch-size: sequences per global batch (split evenly across "
-                             "DDP processes)")
-    context_len: int | None = _f(None, "--seq-len: tokens per training sequence (default: the "
-                                       "model's context_len)")
-    lr: float = _f(2e-3, "--lr: peak learning rate")
-    warmup_frac: float = _f(0.05, "--warmup: fraction of the steps with linear warmup to lr")
-    min_lr_ratio: float = _f(0.1, "--min-lr-ratio: cosine decay ends at min_lr_ratio * lr on "
-                                  "the last step")
-    weight_decay: float = _f(0.1, "--weight-decay: AdamW decoupled decay, on tensors with >= 2 "
-                                  "dims only")
-    betas: tuple[float, float] = _f((0.9, 0.95), "--betas B1 B2: AdamW moment coefficients")
-    grad_clip: float = _f(1.0, "--grad-clip: clip the global gradient norm (0 disables)")
-    bf16: bool = _f(True, "--bf16/--no-bf16: bf16 autocast for forward/backward (about 2x "
-                          "faster on CPU); weights, optimizer and log-softmax stay float32")
-    eval_interval: int = _f(200, "--eval-interval: record train loss and estimate held-out "
-                                 "loss every this many steps (0: only at the end)")
-    eval_batches: int = _f(20, "--eval-batches: batches of fixed seeded windows per loss "
-                               "estimate (0: no estimates)")
-    ckpt_interval: int = _f(200, "--ckpt-interval: write RUN/ckpt every this many steps "
-                                 "(0: never, so no resume)")
-    seed: int = _f(0, "--data-seed: seed of the data order and dropout (the model's init "
-                      "seed is the model flag --seed)")
-    device: str = _f("auto", "--device: auto (cuda if available, else cpu), cpu, cuda, cuda:N")
+    data: str = setting(help=(
+        "token-stream directory from `tokenbound prepare`; DATA/train is trained on "
+        "when it exists (else DATA itself), DATA/heldout is evaluated when it exists"),
+        cli={"metavar": "DIR", "required": True})
+    out: str = setting(help="run directory (config.json, model.safetensors, train.json, ckpt/)",
+                       cli={"metavar": "RUN", "required": True})
+    model: Any = setting(help="the model configuration (`tokenbound.models.GPTConfig`, from the "
+                              "model flags)", cli=False)
+    steps: int = setting(2000, "optimizer steps")
+    batch_size: int = setting(32, "sequences per global batch (split evenly across DDP "
+                                  "processes)")
+    context_len: int | None = setting(None, "tokens per training sequence (default: the model's "
+                                            "context_len)", flag="--seq-len",
+                                      cli={"metavar": "L"}, show_default=False)
+    lr: float = setting(2e-3, "peak learning rate")
+    warmup_frac: float = setting(0.05, "fraction of the steps with linear warmup to lr",
+                                 flag="--warmup")
+    min_lr_ratio: float = setting(0.1, "cosine decay ends at min_lr_ratio * lr on the last step")
+    weight_decay: float = setting(0.1, "AdamW decoupled decay, on tensors with >= 2 dims only")
+    betas: tuple[float, float] = setting((0.9, 0.95), "AdamW moment coefficients",
+                                         cli={"metavar": ("B1", "B2")})
+    grad_clip: float = setting(1.0, "clip the global gradient norm (0 disables)")
+    bf16: bool = setting(True, "bf16 autocast for forward/backward (about 2x faster on CPU); "
+                               "weights, optimizer and log-softmax stay float32",
+                         show_default=False)
+    eval_interval: int = setting(200, "record train loss and estimate held-out loss every this "
+                                      "many steps (0: only at the end)")
+    eval_batches: int = setting(20, "batches of fixed seeded windows per loss estimate (0: no "
+                                    "estimates)")
+    ckpt_interval: int = setting(200, "write RUN/ckpt every this many steps (0: never, so no "
+                                      "resume)")
+    seed: int = setting(0, "seed of the data order and dropout (the model's init seed is the "
+                           "model flag --seed)", flag="--data-seed", show_default=False)
+    device: str = setting("auto", "auto (cuda if available, else cpu), cpu, cuda, cuda:N",
+                          show_default=False)
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)
@@ -66,30 +67,30 @@ class TrainConfig:
         if self.context_len is None:
             self.context_len = model_ctx
         if model_ctx is not None and isinstance(self.context_len, int):
-            _check(self.context_len <= model_ctx, "--seq-len",
-                   f"{self.context_len} exceeds the model's context_len {model_ctx}")
-        _check(isinstance(self.data, str) and self.data, "--data", "give a token-stream directory")
-        _check(isinstance(self.out, str) and self.out, "--out", "give a run directory")
+            _check(self.context_len <= model_ctx, "context_len",
+                   "{v} exceeds the model's context_len {ctx}", v=self.context_len, ctx=model_ctx)
+        _check(isinstance(self.data, str) and self.data, "data", "give a token-stream directory")
+        _check(isinstance(self.out, str) and self.out, "out", "give a run directory")
         for name in ("steps", "batch_size", "context_len"):
             value = getattr(self, name)
-            _check(isinstance(value, int) and value >= 1, _flag(name),
-                   f"must be a positive integer, got {value!r}")
+            _check(isinstance(value, int) and value >= 1, name,
+                   "must be a positive integer, got {v!r}", v=value)
         for name in ("eval_interval", "eval_batches", "ckpt_interval", "seed"):
             value = getattr(self, name)
-            _check(isinstance(value, int) and value >= 0, _flag(name),
-                   f"must be a non-negative integer, got {value!r}")
-        _check(math.isfinite(self.lr) and self.lr > 0, "--lr", f"must be > 0, got {self.lr}")
-        _check(0.0 <= self.warmup_frac < 1.0, "--warmup",
-               f"must be in [0, 1), got {self.warmup_frac}")
-        _check(0.0 <= self.min_lr_ratio <= 1.0, "--min-lr-ratio",
-               f"must be in [0, 1], got {self.min_lr_ratio}")
-        _check(self.weight_decay >= 0.0, "--weight-decay",
-               f"must be >= 0, got {self.weight_decay}")
-        _check(len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas), "--betas",
-               f"must be two numbers in [0, 1), got {self.betas}")
-        _check(self.grad_clip >= 0.0, "--grad-clip", f"must be >= 0, got {self.grad_clip}")
+            _check(isinstance(value, int) and value >= 0, name,
+                   "must be a non-negative integer, got {v!r}", v=value)
+        _check(math.isfinite(self.lr) and self.lr > 0, "lr", "must be > 0, got {v}", v=self.lr)
+        _check(0.0 <= self.warmup_frac < 1.0, "warmup_frac", "must be in [0, 1), got {v}",
+               v=self.warmup_frac)
+        _check(0.0 <= self.min_lr_ratio <= 1.0, "min_lr_ratio", "must be in [0, 1], got {v}",
+               v=self.min_lr_ratio)
+        _check(self.weight_decay >= 0.0, "weight_decay", "must be >= 0, got {v}",
+               v=self.weight_decay)
+        _check(len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas), "betas",
+               "must be two numbers in [0, 1), got {v}", v=self.betas)
+        _check(self.grad_clip >= 0.0, "grad_clip", "must be >= 0, got {v}", v=self.grad_clip)
         _check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
-               "--device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+               "device", "must be auto, cpu, cuda or cuda:N, got {v!r}", v=self.device)
 
     @property
     def warmup_steps(self) -> int:
@@ -120,15 +121,7 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (r + (1.0 - r) * 0.5 * (1.0 + math.cos(math.pi * t)))
 
 
-def _flag(name: str) -> str:
-    """The CLI flag of a field: the start of its help text."""
-    return FIELD_DOCS[name].split(":", 1)[0].split()[0]
-
-
-def _check(ok: bool, flag: str, message: str) -> None:
+def _check(ok: bool, name: str, message: str, **values: Any) -> None:
+    """ConfigError naming field `name` ("{name} " + message) unless `ok`."""
     if not ok:
-        raise UserError(f"{flag}: {message}")
-
-
-FIELD_DOCS = {f.name: f.metadata.get("help", "") for f in dataclasses.fields(TrainConfig)}
-"""Field name -> help text ("--flag: what it does")."""
+        raise ConfigError(name, "{" + name + "} " + message, **values)
