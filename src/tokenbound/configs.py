@@ -67,6 +67,12 @@ def field_types(cls: type, skip: tuple = ()) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name not in skip}
 
 
+def known(cls: type, d: dict) -> dict:
+    """The items of `d` whose keys are fields of the dataclass `cls` (others are skipped)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in d.items() if k in names}
+
+
 class ConfigError(UserError):
     """A config value is wrong: `field` names it, `message` says why and what to write instead.
 
@@ -137,3 +143,10 @@ class Config:
 
         __post_init__.__doc__ = post.__doc__
         cls.__post_init__ = __post_init__
+
+    @classmethod
+    def from_recipe(cls, d: dict):
+        """An instance from a recipe section that may hold other configs' keys too (a
+        `compress:` section holds QuantConfig and QATConfig keys): only this class's fields
+        are read."""
+        return cls(**known(cls, d))

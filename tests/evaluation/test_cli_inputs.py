@@ -62,7 +62,7 @@ def test_bound_prints_a_sampled_evaluation(pipeline, tmp_path, capsys):
     capsys.readouterr()
     assert main(["bound", str(out), "--message", str(msg)]) == 0
     text = capsys.readouterr().out
-    best = steps.certify(out, 8 * msg.stat().st_size)["token"]["best"]
+    best = steps.certify(out, 8 * msg.stat().st_size).best
     assert text.startswith(f"certified bound: {best['value']:.4f} bits/token ({best['family']}")
     assert "paper " in text and "not a certificate" in text
     assert "sampled: n = 50 draws (betting UCBs)" in text and "top-1 error" not in text

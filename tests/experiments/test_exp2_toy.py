@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tokenbound.commands.experiment import render
+from tokenbound.experiments.report import render_results as render
 from tokenbound.experiments import (exp_compression, exp_doc_vs_token, exp_quantization,
                                     exp_sampling, exp_scaling, family)
 

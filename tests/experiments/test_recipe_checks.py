@@ -140,11 +140,11 @@ def test_data_settings_reach_prepare(tmp_path):
     f = tmp_path / "c.txt"
     f.write_text("\n\n".join(f"document number {i}" for i in range(40)))
     one = steps.prepare(str(f), "bytes", tmp_path / "one")
-    assert one["train"]["n_docs"] == 1 and one["heldout"]["n_tokens"] == 0
+    assert one["train"].n_docs == 1 and one["heldout"].n_tokens == 0
     split = steps.prepare(str(f), "bytes", tmp_path / "split", doc_separator="\\n\\n",
                           heldout_fraction=0.5)
-    assert split["train"]["n_docs"] + split["heldout"]["n_docs"] == 40
-    assert split["heldout"]["n_docs"] > 0
+    assert split["train"].n_docs + split["heldout"].n_docs == 40
+    assert split["heldout"].n_docs > 0
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "a.txt").write_text("text")
     with pytest.raises(UserError, match="doc_separator applies to a single text file"):

@@ -36,14 +36,14 @@ def test_cli_lists_experiments():
 
 
 def test_format_table():
-    from tokenbound.commands.experiment import format_table
+    from tokenbound.experiments.report import format_table
 
     t = format_table(["a", "b"], [{"a": 1, "b": 0.5}, [2000, None]])
     assert t.splitlines() == ["| a | b |", "|---|---|", "| 1 | 0.5000 |", "| 2,000 | — |"]
 
 
 def test_markov_experiment_toy(tmp_path):
-    from tokenbound.commands.experiment import render
+    from tokenbound.experiments.report import render_results as render
     from tokenbound.experiments import exp_markov
 
     res = exp_markov.run(str(tmp_path), True, False, orders=[0, 1], no_gpt=True,

@@ -73,7 +73,7 @@ def run(args) -> int:
     estimator = args.estimator or "betting"
     res = steps.certify(args.eval_dir, code_bits, delta=args.delta, extra_bits=args.extra_bits,
                         extra_candidates=args.candidates,
-                        estimator=estimator.replace("maurer-pontil", "maurer_pontil"))
+                        estimator=estimator.replace("maurer-pontil", "maurer_pontil")).to_dict()
     if args.estimator is not None and res["mode"] != "sampled":
         print(f"warning: --estimator {args.estimator} is ignored: {args.eval_dir} is an exact "
               "evaluation (no sampling term)", file=sys.stderr)

@@ -57,7 +57,7 @@ def run(args) -> int:
 
     with file_lock(args.out):
         report = _hf_report(args) if args.hf else _run_report(args)
-    return _show(report, args.json)
+    return _show(report.to_dict(), args.json)
 
 
 def _configs(args):

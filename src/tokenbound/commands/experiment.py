@@ -9,7 +9,6 @@ Conventions understood here (all optional): `title` (str), `columns` (list of st
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import platform
 import shlex
@@ -51,7 +50,8 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from tokenbound.errors import UserError
     from tokenbound.experiments.registry import load
-    from tokenbound.fileio import atomic_write_json, atomic_write_text, dir_lock
+    from tokenbound.experiments.report import write_results
+    from tokenbound.fileio import dir_lock
 
     if not getattr(args, "experiment", None):
         raise UserError("name an experiment: tokenbound experiment NAME (see --help)")
@@ -61,49 +61,19 @@ def run(args) -> int:
     kwargs = {k: v for k, v in vars(args).items() if k not in skip}
     started = datetime.datetime.now(datetime.timezone.utc)
     with dir_lock(out):
-        res = dict(mod.run(out, args.quick, not args.no_progress, **kwargs))
-        res.setdefault("provenance", {}).update(provenance(started))
-        atomic_write_json(Path(out) / "results.json", res, indent=2, default=str)
-        text = render(args.experiment, res)
-        atomic_write_text(Path(out) / "results.md", text)
+        res = mod.run(out, args.quick, not args.no_progress, **kwargs)
+        text = write_results(args.experiment, res, out, run_info(started))
     print(text)
     print(f"written: {out}/results.json, {out}/results.md"
           + "".join(f", {out}/{p}" for p in res.get("plots", [])))
     return 0
 
 
-def provenance(started) -> dict:
-    """The command line, machine and date printed beside every table."""
+def run_info(started) -> dict:
+    """The command line, machine, date and wall time printed beside every table."""
     return {"command": "tokenbound " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
             "machine": f"{platform.platform()}, {platform.processor() or platform.machine()}, "
                        f"{os.cpu_count()} CPUs, Python {platform.python_version()}",
             "date": started.strftime("%Y-%m-%d %H:%M UTC"),
             "wall_s": round((datetime.datetime.now(datetime.timezone.utc)
                              - started).total_seconds(), 1)}
-
-
-def format_table(columns: list, rows: list) -> str:
-    """A markdown table of rows (dicts keyed by column, or lists in column order)."""
-    from tokenbound.experiments.report import fmt_cell
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for r in rows:
-        vals = [r.get(c) for c in columns] if isinstance(r, dict) else list(r)
-        lines.append("| " + " | ".join(fmt_cell(v, compact=True) for v in vals) + " |")
-    return "\n".join(lines)
-
-
-def render(name: str, res: dict) -> str:
-    """results.md: title, table, notes, plots, then command / machine / date."""
-    parts = [f"## {res.get('title', name)}", ""]
-    if res.get("columns") and res.get("rows") is not None:
-        parts += [format_table(res["columns"], res["rows"]), ""]
-    else:
-        body = {k: v for k, v in res.items() if k not in ("provenance", "title")}
-        parts += ["```json", json.dumps(body, indent=2, default=str), "```", ""]
-    parts += [f"- {n}" for n in res.get("notes", [])]
-    parts += [f"![{p}]({p})" for p in res.get("plots", [])]
-    p = res.get("provenance", {})
-    parts += ["", f"Command: `{p.get('command')}`  ", f"Machine: {p.get('machine')}  ",
-              f"Date: {p.get('date')} (wall time {p.get('wall_s')} s)", ""]
-    return "\n".join(parts)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -77,13 +77,6 @@ class QuantConfig(Config):
                               v=self.grouping)
         if self.kmeans_iters < 0:
             raise ConfigError("kmeans_iters", "kmeans_iters must be >= 0")
-
-    @classmethod
-    def from_recipe(cls, d: dict) -> "QuantConfig":
-        """From a mapping that may hold other keys too (a recipe's `compress:` section also
-        carries qat_steps, qat_lr, batch_size): only this class's fields are read."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
     def to_dict(self) -> dict:
         d = asdict(self)

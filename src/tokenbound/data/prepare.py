@@ -163,15 +163,17 @@ def _token_docs(docs: list, tok: Tokenizer, sizes: list[int], bar) -> Iterator[n
 
 def _meta(corpus: Corpus, split: str, docs: list, tok: Tokenizer, request: dict,
           n_bytes: int) -> dict:
-    from tokenbound import __version__ as version
+    from tokenbound.provenance import package_info
 
+    info = package_info()
     return dict(
         tokenizer=tok.spec, tokenizer_sha256=tok.source_sha256, vocab_size=tok.vocab_size,
         eot_id=tok.eot_id, start_id=tok.start_id, corpus=corpus.name, split=split,
         split_rule=corpus.split_rule, corpus_info=corpus.info, n_bytes=n_bytes,
         request=request, doc_names=[d.name for d in docs],
         created=dict(utc=datetime.datetime.now(datetime.timezone.utc).isoformat(
-            timespec="seconds"), tokenbound=version, python=sys.version.split()[0],
+            timespec="seconds"), tokenbound=info["tokenbound_version"],
+            git_commit=info["git_commit"], python=sys.version.split()[0],
             platform=platform.platform()))
 
 

@@ -114,17 +114,17 @@ def one_kind(docs: list, kind: str, out: Path, scale: dict, progress: bool) -> d
     res = {"fp32": (None, accuracy_fp32(base / "train", base / "data", ctx))}
     for L in LEVELS:
         msg, rep_path = base / f"q{L}.tbm", base / f"q{L}.json"
-        comp = steps.read_json(rep_path)
+        comp = steps.read_compressed(rep_path)
         if not steps.message_is_valid(msg, comp):
             comp = steps.compress_run(base / "train", msg,
                                       QuantConfig(levels=L, method="kmeans"),
                                       steps.QATConfig(eval_batches=0))
-            steps.atomic_json(rep_path, comp)
+            steps.atomic_json(rep_path, comp.to_dict())
         ev_dir = base / f"eval-q{L}"
         steps.evaluate(str(msg), base / "data" / "train", ev_dir,
                        {"context_len": ctx, "mode": "exact", "batch_size": 64})
         stats, _ = load_result(str(ev_dir))
-        res[L] = (comp["total_bits"], float(1.0 - stats.totals()["topk_mean_err"][TOPK.index(1)]))
+        res[L] = (comp.total_bits, float(1.0 - stats.totals()["topk_mean_err"][TOPK.index(1)]))
     return res
 
 

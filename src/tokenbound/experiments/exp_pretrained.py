@@ -26,6 +26,7 @@ import numpy as np
 
 from tokenbound.experiments import steps
 from tokenbound.experiments.report import figure
+from tokenbound.experiments.results import Certified
 
 log = logging.getLogger(__name__)
 
@@ -130,14 +131,14 @@ def run(out_dir: str, quick: bool, progress: bool, scale_override: dict | None =
             "notes": notes(cert, C, m, m_star, V, code)}
 
 
-def _row(what: str, cert: dict, C: int) -> dict:
-    b = cert["token"]["best"]
-    return {"what": what, "tokens m": cert["m"], "code bits C": C,
-            "bits/token (scored)": cert["mean_bits"], "bound bits/token": b["value"],
+def _row(what: str, cert: Certified, C: int) -> dict:
+    b = cert.best
+    return {"what": what, "tokens m": cert.m, "code bits C": C,
+            "bits/token (scored)": cert.mean_bits, "bound bits/token": b["value"],
             "family": b["family"], "vacuous": b["vacuous"]}
 
 
-def notes(cert: dict, C: int, m: int, m_star, V: int, code: dict) -> list[str]:
+def notes(cert: Certified, C: int, m: int, m_star, V: int, code: dict) -> list[str]:
     ratio = C / m
     out = [f"Code length C = {C:,} bits ({C / 8 / 2**20:.1f} MiB): the GGUF tensors entropy-coded "
            f"({code['entropy_coded_bits']:,} bits, stored as {code['stored_bits']:,}) plus its "
@@ -145,7 +146,7 @@ def notes(cert: dict, C: int, m: int, m_star, V: int, code: dict) -> list[str]:
            f"{code['parameters']:,} parameters.",
            f"Compression bound on the scored training subset (m = {m:,} tokens): C/m = "
            f"{ratio:,.0f} bits per token, so the complexity term swamps everything: the bound "
-           f"is {'VACUOUS' if cert['token']['best']['vacuous'] else 'non-vacuous'} "
+           f"is {'VACUOUS' if cert.best['vacuous'] else 'non-vacuous'} "
            f"(random guessing = log2 {V} = {math.log2(V):.2f} bits/token).",
            ("Extrapolated, not a certificate: with the same per-token statistics the bound "
             f"would become non-vacuous at about m* = {m_star:.2g} tokens ({m_star / m:,.0f} "

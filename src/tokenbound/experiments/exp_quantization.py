@@ -46,8 +46,8 @@ def level_certificate(run_dir: Path, scale: dict, levels: int, progress: bool) -
     steps.evaluate(qdir / "model.tbm", run_dir / "data" / "train", qdir / "eval",
                    {"context_len": L, "stride": L, "mode": "exact",
                     "batch_size": scale["eval_batch"], "dtype": "fp32"}, progress=progress)
-    cert = steps.certify(qdir / "eval", comp["total_bits"], delta=family.DELTA)
-    got = {"levels": levels, "compress": comp, "cert": cert}
+    cert = steps.certify(qdir / "eval", comp.total_bits, delta=family.DELTA)
+    got = {"levels": levels, "compress": comp.to_dict(), "cert": cert.to_dict()}
     steps.atomic_json(cache, got)
     return got
 
@@ -70,7 +70,7 @@ def best_level_paid(run_dir: Path, best: dict, n_levels: int) -> dict:
     extra = math.ceil(math.log2(n_levels))
     qdir = run_dir / "quantization" / f"L{best['levels']}"
     cert = steps.certify(qdir / "eval", best["code bits"], delta=family.DELTA, extra_bits=extra)
-    b = cert["token"]["best"]
+    b = cert.best
     return {**best, "levels": f"best ({best['levels']}), +{extra} bits paid",
             "bound bits/byte": b["value"], "complexity term": b["complexity_term"],
             "family": b["family"], "vacuous": b["vacuous"]}

@@ -77,7 +77,7 @@ def exact_timing(run_dir: Path, scale: dict, progress: bool) -> dict:
                                                        "mode": "exact",
                                                        "batch_size": scale["eval_batch"],
                                                        "dtype": "fp32"}, progress=progress)
-    got = {"wall_s": round(time.perf_counter() - t, 2), "n_windows": int(ev["totals"]["n_windows"])}
+    got = {"wall_s": round(time.perf_counter() - t, 2), "n_windows": int(ev.totals["n_windows"])}
     steps.atomic_json(cache, got)
     return got
 

@@ -7,6 +7,7 @@ family reuses them.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -121,7 +122,7 @@ def heldout_estimate(run_dir: Path, scale: dict, progress: bool = False) -> dict
            "batch_size": scale["eval_batch"], "dtype": "fp32"}
     ev = steps.evaluate(run_dir / "model.tbm", run_dir / "data" / "heldout",
                         run_dir / "eval_heldout_sampled", cfg, progress=progress)
-    got = {"mean_bits": ev["totals"]["mean_bits"], "n_tokens": ev["totals"]["n_tokens"],
+    got = {"mean_bits": ev.totals["mean_bits"], "n_tokens": ev.totals["n_tokens"],
            "n_draws": n}
     steps.atomic_json(cache, got)
     return got
@@ -131,7 +132,8 @@ def sampled_certificate(run_dir: Path, scale: dict, *, stride: int, n: int = PAP
                         name: str | None = None, progress: bool = False) -> dict:
     """Sampled evaluation of RUN's message (n draws, seed 0) + `steps.certify`; cached.
 
-    Returns {"cert": bound dict (token + paper), "eval": eval.json, "wall_s": first-run time}.
+    Returns {"cert": bound.json dict (token + paper), "eval": `results.Evaluated` as a dict
+    (manifest, totals, timing, sample), "wall_s": first-run time}.
     """
     name = name or f"eval_sampled_s{stride}_n{n}"
     cache = run_dir / f"{name}.json"
@@ -145,7 +147,8 @@ def sampled_certificate(run_dir: Path, scale: dict, *, stride: int, n: int = PAP
     ev = steps.evaluate(run_dir / "model.tbm", run_dir / "data" / "train", run_dir / name, cfg,
                         progress=progress)
     cert = steps.certify(run_dir / name, comp["total_bits"], delta=DELTA)
-    got = {"cert": cert, "eval": ev, "wall_s": round(time.perf_counter() - t, 2)}
+    got = {"cert": cert.to_dict(), "eval": dataclasses.asdict(ev),
+           "wall_s": round(time.perf_counter() - t, 2)}
     steps.atomic_json(cache, got)
     return got
 

@@ -27,15 +27,16 @@ kept: extra_bits = ceil(log2 K), added to the message length in every bound).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import math
 import time
 from pathlib import Path
 
 from tokenbound.errors import OutDirMismatch, UserError
 from tokenbound.experiments import recipes, steps
 from tokenbound.experiments.recipes import Recipe
-from tokenbound.experiments.report import provenance, write_report
+from tokenbound.experiments.report import build_report, write_report
+from tokenbound.experiments.results import Compressed, Evaluated, RunResults
 
 log = logging.getLogger(__name__)
 
@@ -43,55 +44,51 @@ log = logging.getLogger(__name__)
 def run(recipe: Recipe, *, progress: bool = False, say=lambda msg: None) -> dict:
     """Run every step of `recipe` (skipping finished ones) and write the report; returns it.
 
-    `timings_s` holds each step's seconds in the run that did its work (OUT/timings.json keeps
-    them across reruns; an interrupted step's time is added to the run that finishes it),
-    `total` their sum and `this_run` the wall time of this call; `steps_reused` names the steps
-    whose outputs an earlier run made.
+    The steps run in order, each handing its typed result (`results`) to the next:
+    prepare -> train -> compress -> evaluate (train, then held-out) -> certify; then
+    `report.build_report` renders them. `timings_s` holds each step's seconds in the run that
+    did its work (OUT/timings.json keeps them across reruns; an interrupted step's time is
+    added to the run that finishes it), `total` their sum and `this_run` the wall time of this
+    call; `steps_reused` names the steps whose outputs an earlier run made.
     """
     from tokenbound.evaluation.engine import is_finished
     from tokenbound.training.run import is_complete
 
     out = Path(recipe.out).resolve()  # absolute: run dirs record their data path
     out.mkdir(parents=True, exist_ok=True)
-    _check_compress_json(recipe, out)  # before training: a changed setting fails at once
+    stored = _check_compress_json(recipe, out)  # before training: a changed setting fails at once
     steps.refresh_json(out / "recipe.json", recipe.to_dict())
     clock = _Clock(out, say)
-    data_dir = out / "data"
+    data_dir, message = out / "data", out / "model.tbm"
     d = recipe.data
-    prep = clock.step("prepare", lambda: steps.prepare(
+    prepared = clock.step("prepare", lambda: steps.prepare(
         d["corpus"], d.get("tokenizer", "bytes"), data_dir, progress=progress,
         **{k: v for k, v in d.items() if k not in ("corpus", "tokenizer")}),
-        reused=lambda res: all(s["skipped"] for s in res.values()))
-    train_info = None
+        reused=lambda res: all(s.skipped for s in res.values()))
+    trained = None
     if recipe.model is not None:
-        train_info = clock.step("train", lambda: _train(recipe, data_dir, out, progress),
-                                reused=is_complete(out / "train"),
-                                own=lambda res: res.get("wall_seconds"))
-    comp = _compress(recipe, out, clock)
-    message = out / "model.tbm"
-    ev = clock.step("evaluate", lambda: _evaluate(message, data_dir / "train", out / "eval_train",
-                                                  recipe.evaluate, progress),
-                    reused=is_finished(out / "eval_train"), own=_eval_seconds)
-    held, held_status = None, _heldout_status(recipe, data_dir)
-    if held_status is None:
-        held = clock.step("evaluate heldout", lambda: _evaluate(
+        trained = clock.step("train", lambda: _train(recipe, data_dir, out, progress),
+                             reused=is_complete(out / "train"),
+                             own=lambda res: res.get("wall_seconds"))
+    compressed = _compress(recipe, out, stored, clock)
+    evaluated = clock.step("evaluate", lambda: _evaluate(
+        message, data_dir / "train", out / "eval_train", recipe.evaluate, progress),
+        reused=is_finished(out / "eval_train"), own=lambda ev: ev.timing.get("seconds"))
+    heldout, heldout_status = None, _heldout_status(recipe, data_dir)
+    if heldout_status == "measured":
+        heldout = clock.step("evaluate heldout", lambda: _evaluate(
             message, data_dir / "heldout", out / "eval_heldout",
             recipes.heldout_eval(recipe.evaluate), progress),
-            reused=is_finished(out / "eval_heldout"), own=_eval_seconds)
+            reused=is_finished(out / "eval_heldout"), own=lambda ev: ev.timing.get("seconds"))
     elif recipe.heldout:
-        say(f"[evaluate heldout] held-out loss {held_status}")
-    cert = clock.step("bound", lambda: steps.certify(out / "eval_train", comp["total_bits"],
-                                                     delta=recipe.delta,
-                                                     extra_bits=recipe.extra_bits))
-    steps.refresh_json(out / "bound.json", cert)
-    rep = build_report(recipe, prep, train_info, comp, ev, held, cert, clock.finish())
-    rep["heldout_status"] = held_status or "measured"
-    if held_status and recipe.heldout:
-        rep["notes"].append(f"Held-out loss {held_status}" + (
-            " (no document fell in the held-out split; a single text file is one document "
-            "unless `doc_separator:` under `data:` splits it)." if "empty" in held_status
-            else "."))
-    rep["steps_reused"] = clock.reused
+        say(f"[evaluate heldout] held-out loss {heldout_status}")
+    certified = clock.step("bound", lambda: steps.certify(
+        out / "eval_train", compressed.total_bits, delta=recipe.delta,
+        extra_bits=recipe.extra_bits))
+    steps.refresh_json(out / "bound.json", certified.to_dict())
+    results = RunResults(prepared, trained, compressed, evaluated, heldout, heldout_status,
+                         certified, clock.finish(), clock.reused)
+    rep = build_report(recipe, results)
     write_report(rep, out)
     return rep
 
@@ -167,32 +164,28 @@ def _trained_sha256(run_dir: Path) -> str | None:
     return file_sha256(str(p)) if p.is_file() else None
 
 
-def _compress(recipe: Recipe, out: Path, clock: _Clock) -> dict:
-    """The compress step: the message OUT/model.tbm and OUT/compress.json (kept when valid
-    and made from the same trained weights with the same settings)."""
+def _compress(recipe: Recipe, out: Path, stored: Compressed | None, clock: _Clock) -> Compressed:
+    """The compress step: the message OUT/model.tbm and OUT/compress.json (`stored`, kept when
+    valid and made from the same trained weights with the same settings)."""
     from tokenbound.compression import QuantConfig
 
     message, c = out / "model.tbm", recipe.compress
-    comp = _check_compress_json(recipe, out)
     trained = _trained_sha256(out / "train") if recipe.model is not None else None
-    if (steps.message_is_valid(message, comp)
-            and comp.get("train_sha256", trained) == trained):
-        return clock.step("compress", lambda: comp, reused=True,
-                          own=lambda res: res.get("seconds"))
+    if steps.message_is_valid(message, stored) and stored.train_sha256 in (None, trained):
+        return clock.step("compress", lambda: stored, reused=True, own=lambda res: res.seconds)
     qcfg = QuantConfig.from_recipe(c)
     if recipe.model is not None:
         comp = clock.step("compress", lambda: steps.compress_run(
             out / "train", message, qcfg, steps.QATConfig.from_recipe(c)))
-        comp["train_sha256"] = trained
     else:
         comp = clock.step("compress", lambda: steps.compress_hf(recipe.hf, message, qcfg))
-    comp["recipe_compress"] = dict(c)
-    comp["seconds"] = clock.timings["compress"]
-    steps.atomic_json(out / "compress.json", comp)
+    comp = dataclasses.replace(comp, train_sha256=trained, recipe_compress=dict(c),
+                               seconds=clock.timings["compress"])
+    steps.atomic_json(out / "compress.json", comp.to_dict())
     return comp
 
 
-def _check_compress_json(recipe: Recipe, out: Path) -> dict | None:
+def _check_compress_json(recipe: Recipe, out: Path) -> Compressed | None:
     """OUT/compress.json, refused when it was made with other `compress:` settings (compared
     after the recipe checks, so 3e-4 and 0.0003 are equal). Called before any step runs."""
     comp = steps.read_json(out / "compress.json")
@@ -207,10 +200,11 @@ def _check_compress_json(recipe: Recipe, out: Path) -> dict | None:
         raise UserError(f"{out} holds a message made with other compress settings "
                         f"({comp.get('recipe_compress')}); use a new --out for this recipe, or "
                         f"delete {out}/model.tbm, {out}/compress.json and {out}/eval_*")
-    return comp
+    return Compressed.from_dict(comp)
 
 
-def _evaluate(message: Path, stream_dir: Path, eval_dir: Path, cfg: dict, progress: bool):
+def _evaluate(message: Path, stream_dir: Path, eval_dir: Path, cfg: dict,
+              progress: bool) -> Evaluated:
     """The evaluate step; a directory scored with other settings or another model is refused
     with advice that fits `run`."""
     try:
@@ -222,12 +216,8 @@ def _evaluate(message: Path, stream_dir: Path, eval_dir: Path, cfg: dict, progre
                         f"this recipe, or delete {stale} to score again") from None
 
 
-def _eval_seconds(ev: dict) -> float | None:
-    return (ev.get("timing") or {}).get("seconds")
-
-
-def _heldout_status(recipe: Recipe, data_dir: Path) -> str | None:
-    """Why the held-out loss is not measured, or None when it is."""
+def _heldout_status(recipe: Recipe, data_dir: Path) -> str:
+    """"measured", or why the held-out loss is not measured."""
     from tokenbound.data import open_stream
 
     if not recipe.heldout:
@@ -236,111 +226,4 @@ def _heldout_status(recipe: Recipe, data_dir: Path) -> str | None:
         return "not measured: no held-out split"
     if len(open_stream(str(data_dir / "heldout"))) == 0:
         return "not measured: empty held-out split"
-    return None
-
-
-def build_report(recipe: Recipe, prep: dict, train_info: dict | None, comp: dict, ev: dict,
-                 held: dict | None, cert: dict, timings: dict) -> dict:
-    """The report dictionary (report.json): every number copied from the steps' outputs."""
-    from tokenbound.data import open_stream
-
-    stream = open_stream(str(Path(recipe.out).resolve() / "data" / "train"))
-    V = cert["vocab_size"]
-    tok = stream.meta.get("tokenizer")
-    unit = "bits per byte" if tok == "bytes" else "bits per token"
-    best = cert["token"]["best"]
-    fams = _families(cert)
-    rep = {
-        "name": recipe.name, "unit": unit,
-        "bound_bits_per_token": best["value"], "certified_family": best["family"],
-        "families": fams,
-        "what_is_bounded": _statement(stream, unit),
-        "empirical_bits_per_token": cert.get("mean_bits") if cert.get("mean_bits") is not None
-        else ev.get("totals", {}).get("mean_bits"),
-        "heldout_bits_per_token": None if held is None else held.get("totals", {}).get("mean_bits"),
-        "random_guess_bits_per_token": math.log2(V),
-        "vacuous": best["vacuous"], "delta": recipe.delta,
-        "code_bits": comp["total_bits"], "prefix_free_bits": comp["prefix_free_bits"],
-        "extra_bits": recipe.extra_bits,
-        "bits_by_part": comp["bits_by_part"], "trained_parameters": comp["trained_parameters"],
-        "quantization": {k: comp.get(k) for k in ("quant", "loss_before", "loss_after",
-                                                  "loss_increase", "qat_steps")},
-        "n_tokens": cert["m"], "n_scored": ev["totals"]["n_tokens"] if "totals" in ev else None,
-        "mode": cert["mode"],
-        "bound_vs_alpha": _curve(cert),
-        "topk": {k: {"bound": t["best"]["value"], "empirical": t["best"]["empirical"],
-                     "family": t["best"]["family"], "random_guess": t["best"]["random_guess"]}
-                 for k, t in cert.get("topk", {}).items()} if cert["mode"] == "exact" else {},
-        "document_level": cert["token"].get("document"),
-        "train": train_info, "timings_s": timings,
-        "notes": _notes(stream, cert),
-        "bound": cert,
-        "provenance": provenance(
-            recipe=recipe.to_dict(), data_sha256=stream.sha256, data_meta_request=stream.meta.get(
-                "request"), message_sha256=comp["sha256"],
-            eval_model_sha256=ev["manifest"].get("model", {}).get("sha256")
-            if isinstance(ev["manifest"].get("model"), dict) else None,
-            seeds={"model": (recipe.model or {}).get("seed", 0),
-                   "data_order": recipe.train.get("seed", 0),
-                   "eval_sampling": recipe.evaluate.get("seed", 0),
-                   "quant_loss_estimate": steps.LOSS_SEED, "qat": steps.QAT_SEED}),
-    }
-    for k in ("1", "10", "100"):
-        if k in rep["topk"]:
-            rep[f"top{k}_error_bound"] = rep["topk"][k]["bound"]
-    return rep
-
-
-def _families(cert: dict) -> dict:
-    """Best candidate of each family (all were paid for in the union bound) + paper mode."""
-    from tokenbound.bounds import best_per_family
-
-    fams = {f: {"bound": c["value"], "empirical": c["empirical"],
-                "complexity_term": c["complexity_term"], "sampling_term": c["sampling_term"],
-                "alpha": c["alpha"], "center": c["center"], "lam": c["lam"],
-                "k_nats": c["k_nats"], "certificate": c["certificate"]}
-            for f, c in best_per_family(cert["token"]["candidates"]).items()}
-    if cert.get("paper"):
-        p = cert["paper"]
-        fams["paper (not a certificate)"] = {
-            "bound": p["value"], "empirical": p["empirical"],
-            "complexity_term": p["complexity_term"], "sampling_term": p["sampling_term"],
-            "alpha": p["alpha"], "center": None, "lam": None, "k_nats": p["k_nats"],
-            "certificate": False}
-    return fams
-
-
-def _curve(cert: dict) -> dict:
-    """Per family, the best bound at each alpha (for the bound-versus-alpha plot)."""
-    from tokenbound.bounds import best_per_family
-
-    curve: dict = {}
-    for (f, a), c in best_per_family(cert["token"]["candidates"], by_alpha=True).items():
-        curve.setdefault(f, {})[a] = c["value"]
-    return {f: [{"alpha": a, "bound": v} for a, v in sorted(p.items())] for f, p in curve.items()}
-
-
-def _statement(stream, unit: str) -> str:
-    return (f"What is bounded: the model's expected next-token loss ({unit}, prediction-smoothed), "
-            "averaged over the training positions, where the expectation is over the true "
-            "distribution of each next token **given its training context**. It is not the "
-            "loss on new documents.")
-
-
-def _notes(stream, cert: dict) -> list[str]:
-    notes = []
-    if not stream.meta.get("eot_delimited", False):
-        notes.append("Documents are delimited without an end-of-text token: the risk is "
-                     "conditional on the document layout (where each document starts).")
-    if cert["mode"] == "exact":
-        notes.append("Exact mode: every training token was scored, so there is no sampling term.")
-        notes.append("Top-k error bounds and the document-level bound are separate certificates, "
-                     "each at the same delta.")
-    else:
-        notes.append(f"Sampled mode: n = {cert['n']:,} positions drawn uniformly with replacement; "
-                     "the sampling terms pay for every candidate compared on the sample.")
-    doc = cert["token"].get("document")
-    if doc:
-        notes.append(f"Document-level bound (documents assumed i.i.d., N = {doc['m']:,}): "
-                     f"{doc['value']:.4f} (alpha = {doc['alpha']}).")
-    return notes
+    return "measured"

@@ -1,42 +1,147 @@
-"""Reports: `report.json` (every number, for recomputation), `report.md` (a ten-second read) and
-PNG plots (bound decomposition; bound versus alpha).
+"""Reports and provenance: the only module that renders results files.
 
-The report dictionary is built by the pipeline from `BoundResult.to_dict()` values; this module
-only formats it. Numbers are copied, never recomputed or rounded before being stored in JSON.
+`tokenbound run`: `build_report` turns the steps' typed results (`results.RunResults`) into the
+report dictionary, `write_report` writes `report.json` (every number, for recomputation),
+`report.md` (a ten-second read) and PNG plots (bound decomposition; bound versus alpha).
+`tokenbound experiment NAME`: `write_results` writes `results.json` and `results.md`.
+Every one of them carries the package version and git commit (`provenance`). Numbers are
+copied, never recomputed or rounded before being stored in JSON.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
+import math
 from pathlib import Path
 from typing import Any
 
-from tokenbound import __version__
-from tokenbound.fileio import READ_ONLY, atomic_path, refresh_text
-
-
-def git_commit() -> str | None:
-    """The commit of the tokenbound checkout in use (None outside a git checkout)."""
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                             text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
-        return None
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                           capture_output=True, text=True, timeout=5).stdout.strip()
-    return out.stdout.strip() + ("+dirty" if dirty else "")
+from tokenbound.experiments.results import Certified, RunResults
+from tokenbound.fileio import (READ_ONLY, atomic_path, atomic_write_json, atomic_write_text,
+                               refresh_text)
+from tokenbound.provenance import package_info
 
 
 def provenance(**extra: Any) -> dict:
-    """Package version, git commit and whatever the caller adds (configs, seeds, sha256s)."""
-    return {"tokenbound_version": __version__, "git_commit": git_commit(), **extra}
+    """Package version, git commit (`tokenbound.provenance.package_info`) and whatever the
+    caller adds (configs, seeds, sha256s)."""
+    return {**package_info(), **extra}
 
 
+# ---- the report of `tokenbound run` ------------------------------------------------------------
+def build_report(recipe, res: RunResults) -> dict:
+    """The report dictionary (report.json) of a `tokenbound run`: every number copied from the
+    steps' typed results (`res`), never recomputed; `recipe` is the run's `Recipe`."""
+    from tokenbound.data import open_stream
+    from tokenbound.experiments.steps import LOSS_SEED, QAT_SEED
+
+    cert, comp, ev, held = res.certified, res.compressed, res.evaluated, res.heldout
+    stream = open_stream(str(Path(recipe.out).resolve() / "data" / "train"))
+    tok = stream.meta.get("tokenizer")
+    unit = "bits per byte" if tok == "bytes" else "bits per token"
+    best = cert.best
+    rep = {
+        "name": recipe.name, "unit": unit,
+        "bound_bits_per_token": best["value"], "certified_family": best["family"],
+        "families": _families(cert),
+        "what_is_bounded": _statement(unit),
+        "empirical_bits_per_token": cert.mean_bits if cert.mean_bits is not None
+        else ev.totals.get("mean_bits"),
+        "heldout_bits_per_token": None if held is None else held.totals.get("mean_bits"),
+        "random_guess_bits_per_token": math.log2(cert.vocab_size),
+        "vacuous": best["vacuous"], "delta": recipe.delta,
+        "code_bits": comp.total_bits, "prefix_free_bits": comp.prefix_free_bits,
+        "extra_bits": recipe.extra_bits,
+        "bits_by_part": comp.bits_by_part, "trained_parameters": comp.trained_parameters,
+        "quantization": {k: getattr(comp, k) for k in ("quant", "loss_before", "loss_after",
+                                                       "loss_increase", "qat_steps")},
+        "n_tokens": cert.m, "n_scored": ev.totals.get("n_tokens"),
+        "mode": cert.mode,
+        "bound_vs_alpha": _curve(cert),
+        "topk": {k: {"bound": t["best"]["value"], "empirical": t["best"]["empirical"],
+                     "family": t["best"]["family"], "random_guess": t["best"]["random_guess"]}
+                 for k, t in cert.topk.items()} if cert.mode == "exact" else {},
+        "document_level": cert.token.get("document"),
+        "train": res.trained, "timings_s": res.timings,
+        "notes": _notes(stream, cert, recipe.heldout, res.heldout_status),
+        "bound": cert.to_dict(),
+        "provenance": provenance(
+            recipe=recipe.to_dict(), data_sha256=stream.sha256, data_meta_request=stream.meta.get(
+                "request"), message_sha256=comp.sha256, eval_model_sha256=ev.model_sha256,
+            seeds={"model": (recipe.model or {}).get("seed", 0),
+                   "data_order": recipe.train.get("seed", 0),
+                   "eval_sampling": recipe.evaluate.get("seed", 0),
+                   "quant_loss_estimate": LOSS_SEED, "qat": QAT_SEED}),
+    }
+    for k in ("1", "10", "100"):
+        if k in rep["topk"]:
+            rep[f"top{k}_error_bound"] = rep["topk"][k]["bound"]
+    rep["heldout_status"] = res.heldout_status
+    rep["steps_reused"] = list(res.steps_reused)
+    return rep
+
+
+def _families(cert: Certified) -> dict:
+    """Best candidate of each family (all were paid for in the union bound) + paper mode."""
+    from tokenbound.bounds import best_per_family
+
+    fams = {f: {"bound": c["value"], "empirical": c["empirical"],
+                "complexity_term": c["complexity_term"], "sampling_term": c["sampling_term"],
+                "alpha": c["alpha"], "center": c["center"], "lam": c["lam"],
+                "k_nats": c["k_nats"], "certificate": c["certificate"]}
+            for f, c in best_per_family(cert.token["candidates"]).items()}
+    if cert.paper:
+        p = cert.paper
+        fams["paper (not a certificate)"] = {
+            "bound": p["value"], "empirical": p["empirical"],
+            "complexity_term": p["complexity_term"], "sampling_term": p["sampling_term"],
+            "alpha": p["alpha"], "center": None, "lam": None, "k_nats": p["k_nats"],
+            "certificate": False}
+    return fams
+
+
+def _curve(cert: Certified) -> dict:
+    """Per family, the best bound at each alpha (for the bound-versus-alpha plot)."""
+    from tokenbound.bounds import best_per_family
+
+    curve: dict = {}
+    for (f, a), c in best_per_family(cert.token["candidates"], by_alpha=True).items():
+        curve.setdefault(f, {})[a] = c["value"]
+    return {f: [{"alpha": a, "bound": v} for a, v in sorted(p.items())] for f, p in curve.items()}
+
+
+def _statement(unit: str) -> str:
+    return (f"What is bounded: the model's expected next-token loss ({unit}, prediction-smoothed), "
+            "averaged over the training positions, where the expectation is over the true "
+            "distribution of each next token **given its training context**. It is not the "
+            "loss on new documents.")
+
+
+def _notes(stream, cert: Certified, heldout_wanted: bool, heldout_status: str) -> list[str]:
+    notes = []
+    if not stream.meta.get("eot_delimited", False):
+        notes.append("Documents are delimited without an end-of-text token: the risk is "
+                     "conditional on the document layout (where each document starts).")
+    if cert.mode == "exact":
+        notes.append("Exact mode: every training token was scored, so there is no sampling term.")
+        notes.append("Top-k error bounds and the document-level bound are separate certificates, "
+                     "each at the same delta.")
+    else:
+        notes.append(f"Sampled mode: n = {cert.n:,} positions drawn uniformly with replacement; "
+                     "the sampling terms pay for every candidate compared on the sample.")
+    doc = cert.token.get("document")
+    if doc:
+        notes.append(f"Document-level bound (documents assumed i.i.d., N = {doc['m']:,}): "
+                     f"{doc['value']:.4f} (alpha = {doc['alpha']}).")
+    if heldout_status != "measured" and heldout_wanted:
+        notes.append(f"Held-out loss {heldout_status}" + (
+            " (no document fell in the held-out split; a single text file is one document "
+            "unless `doc_separator:` under `data:` splits it)." if "empty" in heldout_status
+            else "."))
+    return notes
+
+
+# ---- rendering ---------------------------------------------------------------------------------
 def fmt_cell(x: Any, digits: int = 4, compact: bool = False) -> str:
     """One table cell: None -> "—", bools yes/no, ints with thousands separators, floats with
     `digits` decimals (`compact`: |x| >= 1e4 or 0 < |x| < 1e-3 in 4 significant digits, for
@@ -178,3 +283,46 @@ def write_report(rep: dict, out_dir: str | Path, plots: bool = True) -> dict:
         for name in names:
             paths[name] = str(out / name)
     return paths
+
+
+# ---- the results of `tokenbound experiment NAME` -----------------------------------------------
+def write_results(name: str, res: dict, out_dir: str | Path, run_info: dict) -> str:
+    """Write OUT/results.json and OUT/results.md of experiment `name`; return the markdown.
+
+    `res` is the experiment's results dict (optional keys: `title`, `columns`, `rows` (dicts
+    keyed by column, or lists in column order), `notes`, `plots`); `run_info` (command line,
+    machine, date, wall seconds) and `provenance()` are added under `provenance`.
+    """
+    res = dict(res)
+    res["provenance"] = {**res.get("provenance", {}), **provenance(**run_info)}
+    out = Path(out_dir)
+    atomic_write_json(out / "results.json", res, indent=2, default=str)
+    text = render_results(name, res)
+    atomic_write_text(out / "results.md", text)
+    return text
+
+
+def format_table(columns: list, rows: list) -> str:
+    """A markdown table of rows (dicts keyed by column, or lists in column order)."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        vals = [r.get(c) for c in columns] if isinstance(r, dict) else list(r)
+        lines.append("| " + " | ".join(fmt_cell(v, compact=True) for v in vals) + " |")
+    return "\n".join(lines)
+
+
+def render_results(name: str, res: dict) -> str:
+    """results.md: title, table, notes, plots, then command / machine / date / version."""
+    parts = [f"## {res.get('title', name)}", ""]
+    if res.get("columns") and res.get("rows") is not None:
+        parts += [format_table(res["columns"], res["rows"]), ""]
+    else:
+        body = {k: v for k, v in res.items() if k not in ("provenance", "title")}
+        parts += ["```json", json.dumps(body, indent=2, default=str), "```", ""]
+    parts += [f"- {n}" for n in res.get("notes", [])]
+    parts += [f"![{p}]({p})" for p in res.get("plots", [])]
+    p = res.get("provenance", {})
+    parts += ["", f"Command: `{p.get('command')}`  ", f"Machine: {p.get('machine')}  ",
+              f"Date: {p.get('date')} (wall time {p.get('wall_s')} s)  ",
+              f"tokenbound {p.get('tokenbound_version')}, commit {p.get('git_commit')}", ""]
+    return "\n".join(parts)

@@ -12,6 +12,7 @@ This module is the only place (with `pipeline`) that wires packages together; th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ import numpy as np
 from tokenbound.compression.qat import QAT_OPTIMIZERS
 from tokenbound.configs import Config, ConfigError, setting
 from tokenbound.errors import UserError
+from tokenbound.experiments.results import Certified, Compressed, Evaluated, PreparedSplit
 from tokenbound.fileio import atomic_write_bytes, atomic_write_json, file_sha256, refresh_text
 
 log = logging.getLogger(__name__)
@@ -51,9 +53,10 @@ def read_json(path: str | Path) -> dict | None:
 
 # ---- prepare ---------------------------------------------------------------------------------
 def prepare(corpus: str, tokenizer: str, out: str | Path, *, max_train_docs: int | None = None,
-            progress: bool = False, **settings) -> dict:
+            progress: bool = False, **settings) -> dict[str, PreparedSplit]:
     """Write OUT/train and OUT/heldout with `tokenbound.data.prepare` (the function `tokenbound
     prepare` calls: each reuses the other's streams); skipped when identical streams exist.
+    Returns split -> result.
 
     `max_train_docs` keeps only the first N training documents (a smaller population `m`,
     fixed in the recipe before any data is seen; used by `demo --quick`). `settings` are
@@ -68,8 +71,9 @@ def prepare(corpus: str, tokenizer: str, out: str | Path, *, max_train_docs: int
         settings["doc_separator"] = unescape(settings["doc_separator"])
     summaries = prepare_streams(corpus, tokenizer_from_spec(tokenizer), out,
                                 max_train_docs=max_train_docs, progress=progress, **settings)
-    return {s.split: {"n_tokens": len(s.stream), "n_docs": s.stream.n_docs, "n_bytes": s.n_bytes,
-                      "sha256": s.stream.sha256, "skipped": s.skipped} for s in summaries}
+    return {s.split: PreparedSplit(n_tokens=len(s.stream), n_docs=s.stream.n_docs,
+                                   n_bytes=s.n_bytes, sha256=s.stream.sha256, skipped=s.skipped)
+            for s in summaries}
 
 
 # ---- train -----------------------------------------------------------------------------------
@@ -112,14 +116,9 @@ class QATConfig(Config):
             raise ConfigError("qat_optimizer", "{qat_optimizer} {v!r}: use {known}",
                               v=self.qat_optimizer, known=" or ".join(QAT_OPTIMIZERS))
 
-    @classmethod
-    def from_recipe(cls, d: dict) -> "QATConfig":
-        """From a recipe's `compress:` section (its QuantConfig keys are skipped)."""
-        names = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in d.items() if k in names})
 
-
-def compress_run(run: str | Path, out: str | Path, qcfg, qat: QATConfig = QATConfig()) -> dict:
+def compress_run(run: str | Path, out: str | Path, qcfg,
+                 qat: QATConfig = QATConfig()) -> Compressed:
     """Quantize the final model of RUN, optionally QAT (`qat`), write the message to `out` and
     check that it decodes to exactly the quantized weights. Returns the compress report."""
     from tokenbound.compression import qat_finetune, quantize_
@@ -144,16 +143,14 @@ def compress_run(run: str | Path, out: str | Path, qcfg, qat: QATConfig = QATCon
     after = loss()
     extra = {"tokenizer": stream.meta.get("tokenizer"), "vocab_size": stream.vocab_size,
              "start_id": stream.start_id, "eot_id": stream.eot_id, "context_len": ctx}
-    report = write_message(model, cfg, qstate, extra, out)
-    report.update(run=str(run), loss_before=before, loss_after=after,
-                  loss_increase=None if before is None else after - before,
-                  qat_steps=qat.qat_steps)
-    if qat.qat_steps:
-        report.update(qat_lr=qat.qat_lr, qat_optimizer=qat.qat_optimizer)
-    return report
+    tuned = dict(qat_lr=qat.qat_lr, qat_optimizer=qat.qat_optimizer) if qat.qat_steps else {}
+    return dataclasses.replace(write_message(model, cfg, qstate, extra, out), run=str(run),
+                               loss_before=before, loss_after=after,
+                               loss_increase=None if before is None else after - before,
+                               qat_steps=qat.qat_steps, **tuned)
 
 
-def compress_hf(hf_dir: str | Path, out: str | Path, qcfg) -> dict:
+def compress_hf(hf_dir: str | Path, out: str | Path, qcfg) -> Compressed:
     """Post-training quantization of a local Hugging Face causal LM into a message."""
     from tokenbound.compression import quantize_
 
@@ -163,12 +160,11 @@ def compress_hf(hf_dir: str | Path, out: str | Path, qcfg) -> dict:
         raise UserError(f"{hf_dir}: not a directory holding a Hugging Face model")
     model = load_hf_model(str(hf_dir), flag="--hf")
     qstate = quantize_(model, qcfg)
-    report = write_message(model, model.config, qstate, {"source": "hf"}, out)
-    report.update(hf=str(hf_dir), loss_before=None, loss_after=None, loss_increase=None)
-    return report
+    return dataclasses.replace(write_message(model, model.config, qstate, {"source": "hf"}, out),
+                               hf=str(hf_dir))
 
 
-def write_message(model, cfg, qstate, extra: dict, out: str | Path) -> dict:
+def write_message(model, cfg, qstate, extra: dict, out: str | Path) -> Compressed:
     """Encode, write atomically, decode back and check the weights bit for bit."""
     import torch
 
@@ -182,25 +178,31 @@ def write_message(model, cfg, qstate, extra: dict, out: str | Path) -> dict:
         if not torch.equal(a.cpu(), b):
             raise RuntimeError(f"decoded tensor {name} differs from the quantized model")
     n = info["trained_parameters"]
-    return {"out": str(out_path), "total_bits": info["total_bits"],
-            "bits_by_part": info["bits_by_part"], "prefix_free_bits": info["prefix_free_bits"],
-            "trained_parameters": n, "quantized_parameters": qstate.quantized_parameters,
-            "bits_per_parameter": info["total_bits"] / max(n, 1), "sha256": info["sha256"],
-            "quant": qstate.config.to_dict()}
+    return Compressed(out=str(out_path), total_bits=info["total_bits"],
+                      bits_by_part=info["bits_by_part"], prefix_free_bits=info["prefix_free_bits"],
+                      trained_parameters=n, quantized_parameters=qstate.quantized_parameters,
+                      bits_per_parameter=info["total_bits"] / max(n, 1), sha256=info["sha256"],
+                      quant=qstate.config.to_dict())
 
 
-def message_is_valid(path: str | Path, report: dict | None) -> bool:
+def read_compressed(path: str | Path) -> Compressed | None:
+    """The compress report stored at `path` (compress.json), or None when missing/unreadable."""
+    d = read_json(path)
+    return None if d is None else Compressed.from_dict(d)
+
+
+def message_is_valid(path: str | Path, report: Compressed | None) -> bool:
     """True when `path` exists and its sha256 and size match the compress report."""
     p = Path(path)
     if report is None or not p.is_file():
         return False
-    return (8 * p.stat().st_size == report.get("total_bits")
-            and file_sha256(p) == report.get("sha256"))
+    return (8 * p.stat().st_size == report.total_bits
+            and file_sha256(p) == report.sha256)
 
 
 # ---- evaluate --------------------------------------------------------------------------------
 def evaluate(model_source: str, stream_dir: str | Path, out: str | Path, eval_cfg: dict, *,
-             progress: bool = False) -> dict:
+             progress: bool = False) -> Evaluated:
     """Score the stream with the model (message file, HF dir or GGUF); resumable shards."""
     from tokenbound.data import open_stream
     from tokenbound.evaluation import EvalConfig
@@ -210,12 +212,13 @@ def evaluate(model_source: str, stream_dir: str | Path, out: str | Path, eval_cf
     cfg = EvalConfig(**dict(eval_cfg))
     stream = open_stream(str(stream_dir))
     model = load_model_fn(str(model_source), device=cfg.device, dtype=cfg.dtype)
-    return run_eval(model, stream, str(out), cfg, progress=progress)
+    return Evaluated.from_eval_json(out, run_eval(model, stream, str(out), cfg,
+                                                  progress=progress))
 
 
 # ---- certify ---------------------------------------------------------------------------------
 def certify(eval_dir: str | Path, code_bits: int, *, delta: float = 0.05, extra_bits: int = 0,
-            extra_candidates: int = 1, estimator: str = "betting") -> dict:
+            extra_candidates: int = 1, estimator: str = "betting") -> Certified:
     """Bounds of every family from an evaluation directory and the message length C (bits).
 
     Exact mode: `certify_exact` (azuma, bernstein, betting; the certified value is their
@@ -236,8 +239,7 @@ def certify(eval_dir: str | Path, code_bits: int, *, delta: float = 0.05, extra_
     grids = dict(alphas=alphas, centers=tuple(stats.meta["centers"]))  # as evaluated, not today's
     common = dict(vocab_size=V, code_bits=int(code_bits), extra_bits=int(extra_bits), delta=delta,
                   extra_candidates=extra_candidates)
-    out: dict = {"mode": man["mode"], "vocab_size": V, "alphas": list(alphas), "topk": list(ks),
-                 "eval_manifest": man}
+    head = dict(mode=man["mode"], vocab_size=V, alphas=list(alphas), eval_manifest=man)
     if man["mode"] == "exact":
         tot = stats.totals()
         m = int(tot["n_tokens"])
@@ -245,23 +247,19 @@ def certify(eval_dir: str | Path, code_bits: int, *, delta: float = 0.05, extra_
         cert = B.certify_exact(m, tot["sum_x"], tot["sum_center"], tot["sum_dev2"], stats.betting,
                                doc_means=doc_means, betting_lams=tuple(stats.meta["betting_lambdas"]),
                                **grids, **common)
-        out["token"] = cert.to_dict()
-        out["topk"] = {}
+        topk = {}
         for j, k in enumerate(ks):
             c = B.certify_topk_exact(m, tot["topk_err"][j], tot["topk_center"][j],
                                      tot["topk_dev2"][j], k=k, k_choices=len(ks), **common)
-            out["topk"][str(k)] = c.to_dict()
-        out["m"], out["n"] = m, None
-        out["mean_bits"] = float(tot["mean_bits"])
-    else:
-        s = stats.sample_arrays()
-        m = int(man["n_tokens"])
-        cert = B.certify_sampled(s["Y"], s["W"], m=m, estimator=estimator, **grids, **common)
-        out["token"] = cert.to_dict()
-        out["paper"] = paper_from_sample(s, stats, m, common)
-        out["m"], out["n"] = m, int(s["Y"].shape[0])
-        out["mean_bits"] = None
-    return out
+            topk[str(k)] = c.to_dict()
+        return Certified(**head, topk=topk, token=cert.to_dict(), m=m, n=None,
+                         mean_bits=float(tot["mean_bits"]))
+    s = stats.sample_arrays()
+    m = int(man["n_tokens"])
+    cert = B.certify_sampled(s["Y"], s["W"], m=m, estimator=estimator, **grids, **common)
+    return Certified(**head, topk=list(ks), token=cert.to_dict(),
+                     paper=paper_from_sample(s, stats, m, common), m=m,
+                     n=int(s["Y"].shape[0]), mean_bits=None)
 
 
 def paper_from_sample(s: dict, stats, m: int, common: dict) -> dict:

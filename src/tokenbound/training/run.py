@@ -53,7 +53,7 @@ def open_data(data_dir: str):
 
 def resolved_config(cfg, train_stream, heldout) -> dict:
     """What config.json holds: `cfg.to_dict()` plus data hashes and provenance."""
-    from tokenbound import __version__ as version
+    from tokenbound.provenance import package_info
 
     d = cfg.to_dict()
     d["data_sha256"] = train_stream.sha256
@@ -61,7 +61,7 @@ def resolved_config(cfg, train_stream, heldout) -> dict:
     # tokens + document boundaries + tokenizer (the token hash alone misses a new layout)
     d["data_identity"] = getattr(train_stream, "identity", None)
     d["heldout_identity"] = getattr(heldout, "identity", None)
-    d["provenance"] = {"tokenbound_version": version}
+    d["provenance"] = package_info()
     return d
 
 
