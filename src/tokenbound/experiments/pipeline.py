@@ -93,6 +93,24 @@ def run(recipe: Recipe, *, progress: bool = False, say=lambda msg: None) -> dict
     return rep
 
 
+def _check_compress_json(recipe: Recipe, out: Path) -> Compressed | None:
+    """OUT/compress.json, refused when it was made with other `compress:` settings (compared
+    after the recipe checks, so 3e-4 and 0.0003 are equal). Called before any step runs."""
+    comp = steps.read_json(out / "compress.json")
+    if comp is None:
+        return None
+    try:
+        stored = recipes.check_compress(comp.get("recipe_compress"),
+                                        trained=recipe.model is not None)
+    except UserError:
+        stored = None
+    if stored != recipe.compress:
+        raise UserError(f"{out} holds a message made with other compress settings "
+                        f"({comp.get('recipe_compress')}); use a new --out for this recipe, or "
+                        f"delete {out}/model.tbm, {out}/compress.json and {out}/eval_*")
+    return steps.compressed_from(comp)
+
+
 class _Clock:
     """Seconds per step, kept in OUT/timings.json across reruns (see `run`)."""
 
@@ -183,24 +201,6 @@ def _compress(recipe: Recipe, out: Path, stored: Compressed | None, clock: _Cloc
                                seconds=clock.timings["compress"])
     steps.atomic_json(out / "compress.json", comp.to_dict())
     return comp
-
-
-def _check_compress_json(recipe: Recipe, out: Path) -> Compressed | None:
-    """OUT/compress.json, refused when it was made with other `compress:` settings (compared
-    after the recipe checks, so 3e-4 and 0.0003 are equal). Called before any step runs."""
-    comp = steps.read_json(out / "compress.json")
-    if comp is None:
-        return None
-    try:
-        stored = recipes.check_compress(comp.get("recipe_compress"),
-                                        trained=recipe.model is not None)
-    except UserError:
-        stored = None
-    if stored != recipe.compress:
-        raise UserError(f"{out} holds a message made with other compress settings "
-                        f"({comp.get('recipe_compress')}); use a new --out for this recipe, or "
-                        f"delete {out}/model.tbm, {out}/compress.json and {out}/eval_*")
-    return Compressed.from_dict(comp)
 
 
 def _evaluate(message: Path, stream_dir: Path, eval_dir: Path, cfg: dict,

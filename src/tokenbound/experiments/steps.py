@@ -187,8 +187,15 @@ def write_message(model, cfg, qstate, extra: dict, out: str | Path) -> Compresse
 
 def read_compressed(path: str | Path) -> Compressed | None:
     """The compress report stored at `path` (compress.json), or None when missing/unreadable."""
-    d = read_json(path)
-    return None if d is None else Compressed.from_dict(d)
+    return compressed_from(read_json(path))
+
+
+def compressed_from(d: dict | None) -> Compressed | None:
+    """`Compressed` from a compress.json dict; None when there is none or it lacks a field."""
+    try:
+        return None if d is None else Compressed.from_dict(d)
+    except TypeError:
+        return None
 
 
 def message_is_valid(path: str | Path, report: Compressed | None) -> bool:
