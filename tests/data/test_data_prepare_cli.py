@@ -266,10 +266,10 @@ def test_command_streams_are_reused_by_the_pipeline_step(corpus_dir, tmp_path, c
     assert main(["prepare", "--corpus", str(corpus_dir), "--out", str(out)]) == 0
     before = (out / "train" / "meta.json").read_text()
     res = steps.prepare(str(corpus_dir), "bytes", out)  # the recipe's step, same settings
-    assert res["train"]["skipped"] and res["heldout"]["skipped"]
+    assert res["train"].skipped and res["heldout"].skipped
     assert (out / "train" / "meta.json").read_text() == before
     res = steps.prepare(str(corpus_dir), "bytes", tmp_path / "again", heldout_fraction=0.25)
-    assert not res["train"]["skipped"]
+    assert not res["train"].skipped
     assert main(["prepare", "--corpus", str(corpus_dir), "--out", str(tmp_path / "again"),
                  "--heldout-fraction", "0.25"]) == 0
     assert "already prepared, kept" in capsys.readouterr().out
