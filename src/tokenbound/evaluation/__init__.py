@@ -9,7 +9,8 @@ DESIGN sections 2.4, 2.5 and 3. Entry points:
     WindowStats: per-window sums, totals(), sample_arrays(), betting/doc sums (exact mode)
 """
 
-from tokenbound.evaluation.engine import EvalConfig, evaluate, load_result
+from tokenbound.evaluation.config import EvalConfig
+from tokenbound.evaluation.engine import evaluate, load_result
 from tokenbound.evaluation.sampling import draw_positions, draw_windows
 from tokenbound.evaluation.scoring import score_windows
 from tokenbound.evaluation.sources import ModelSource
