@@ -66,8 +66,24 @@ def _wrap_hf(model, device: str, dtype: str, kind: str, path: str, sha: str,
     def fn(idx: torch.Tensor) -> torch.Tensor:
         return model(input_ids=idx.to(first), use_cache=False).logits  # (B, T, V)
 
+    tokenizer, tokenizer_sha = _own_tokenizer(kind, path, sha)
     return ModelSource(fn, _probe_vocab(fn, device), _hf_context(model.config),
-                       {"kind": kind, "path": os.path.abspath(path), "sha256": sha})
+                       {"kind": kind, "path": os.path.abspath(path), "sha256": sha},
+                       tokenizer=tokenizer, tokenizer_sha256=tokenizer_sha)
+
+
+def _own_tokenizer(kind: str, path: str, sha: str) -> tuple[str | None, str | None]:
+    """(spec, file sha256) of the tokenizer a Hugging Face directory or GGUF file ships: the
+    GGUF file itself (its embedded vocabulary), the directory's `tokenizer.json`; (None, None)
+    with a logged warning when the directory has none (the stream's tokenizer is not checked)."""
+    if kind == "gguf":
+        return f"gguf:{os.path.abspath(path)}", sha
+    tj = os.path.join(os.path.abspath(path), "tokenizer.json")
+    if os.path.isfile(tj):
+        return f"hf:{tj}", file_sha256(tj)
+    log.warning("%s has no tokenizer.json: the stream's tokenizer cannot be checked against "
+                "the model's (make sure the data was prepared with the model's tokenizer)", path)
+    return None, None
 
 
 def _wrap_own(model, cfg, device: str, dtype: str, ident: dict,

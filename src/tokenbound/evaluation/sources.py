@@ -21,10 +21,13 @@ class ModelSource:
     """A loaded model: `fn` (B, T) -> (B, T, V); `vocab_size` = V (logits width);
     `max_context` the longest input it accepts (None if unknown); `ident` provenance
     (kind, path, sha256) recorded in the manifest; `tokenizer` the spec it was trained with
-    (a message records it; None if unknown), checked against the stream's."""
+    (a message records it; a Hugging Face directory's `tokenizer.json` and a GGUF file are
+    `hf:`/`gguf:` specs; None if unknown), checked against the stream's (`engine.check_tokenizer`);
+    `tokenizer_sha256` the sha256 of that tokenizer's file (None for a message)."""
 
     fn: Callable[[torch.Tensor], torch.Tensor]
     vocab_size: int
     max_context: int | None
     ident: dict
     tokenizer: str | None = None
+    tokenizer_sha256: str | None = None
