@@ -36,6 +36,11 @@ def add_arguments(parser) -> None:
     add_config_arguments(parser, EvalConfig, overrides={"batch_size": {"type": _batch_size}})
     a("--device-map", choices=("auto",), default=None,
       help="split a Hugging Face/GGUF model larger than one device over the devices (accelerate)")
+    a("--export-tokens", default=None, metavar="FILE",
+      help="also write FILE (.npz) from the same scoring pass: logp (float32, natural log of "
+           "p(target), unsmoothed), token_ids, positions, window, doc (int64), in scored order "
+           "(exact mode: stream order), draws in sampled mode, meta_json; for recomputing "
+           "bounds with other inequalities (format: tokenbound/evaluation/export.py)")
     a("--verify-data", action="store_true", help="recompute the stream's sha256 first")
     a("--no-progress", action="store_true", help="no progress bar")
 
@@ -129,7 +134,7 @@ def run(args) -> int:
     cfg = EvalConfig(**settings | {"context_len": context, "device": device})
     before = _mtime(os.path.join(args.out, "eval.json"))
     res = evaluate(model, stream, args.out, cfg, rank=rank, world=world,
-                   progress=not args.no_progress)
+                   progress=not args.no_progress, export_tokens=args.export_tokens)
     if rank == 0:
         print(_summary(res))
         result = os.path.join(args.out, "eval.json")
@@ -137,6 +142,9 @@ def run(args) -> int:
             print(f"{args.out} was already finished; nothing written (results in {result})")
         else:
             print(f"wrote {os.path.join(args.out, 'stats.npz')} and {result}")
+        if args.export_tokens:
+            print(f"wrote {args.export_tokens}: per-token ln p(target) in nats (float32), "
+                  "token ids and positions, in scored order")
     if world > 1:
         import torch.distributed as dist
 

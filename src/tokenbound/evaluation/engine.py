@@ -31,6 +31,7 @@ import numpy as np
 
 from tokenbound.bounds.grids import ALPHA_GRID, BETTING_LAMBDAS, CENTERS, TOPK
 from tokenbound.errors import OutDirMismatch, UserError
+from tokenbound.evaluation import export as tok_export
 from tokenbound.evaluation.config import EvalConfig
 from tokenbound.evaluation.fused import auto_batch_size, compile_fn, scoring_probe
 from tokenbound.evaluation.sampling import SHARD_STREAM, draw_windows
@@ -41,6 +42,7 @@ from tokenbound.evaluation.shards import (count_numerics, eval_identity, jsonabl
 # (load_result and shard_path are re-exported: `engine` was their home)
 from tokenbound.evaluation.sources import ModelSource
 from tokenbound.evaluation.stats import WindowStats, stats_meta
+from tokenbound.evaluation.tokenizer_check import check_tokenizer
 from tokenbound.evaluation.windows import make_windows
 from tokenbound.fileio import atomic_write_json, dir_lock
 
@@ -60,60 +62,6 @@ def check_tokens(stream) -> None:
         raise UserError(f"the token stream{f' {where}' if where else ''} has no tokens; "
                         "evaluate a non-empty stream (e.g. DATA/train, or prepare the "
                         "corpus with a larger held-out fraction)")
-
-
-def check_tokenizer(stream, model: ModelSource) -> None:
-    """UserError when the model's tokenizer and the stream's are both known and differ.
-
-    A Hugging Face or GGUF model ships its tokenizer (`model.tokenizer_sha256` set): the stream
-    must have been prepared with an `hf:`/`gguf:` tokenizer whose file has the same sha256 or,
-    failing that, the same vocabulary (token strings in id order, `data.vocab`), so that a
-    requantized GGUF of the same model is accepted; a `bytes`/`chars:` stream is refused.
-    Otherwise (a message records only its spec) `hf:`/`gguf:` specs hold an absolute path that
-    may differ between machines for the same file, so those are compared by kind, file name and
-    end-of-text token only."""
-    ours = getattr(stream, "meta", {}).get("tokenizer")
-    theirs = model.tokenizer
-    if not ours or not theirs:
-        return
-    if model.tokenizer_sha256:
-        _check_file_tokenizer(stream, model, str(ours))
-        return
-    if _tokenizer_key(ours) == _tokenizer_key(theirs):
-        return
-    raise UserError(f"the model was trained with tokenizer {theirs!r} but the stream was "
-                    f"prepared with {ours!r}; prepare the data with --tokenizer {theirs} (or "
-                    "evaluate a model trained on this stream)")
-
-
-def _check_file_tokenizer(stream, model: ModelSource, ours: str) -> None:
-    """`check_tokenizer` for a model that ships a tokenizer file (hf: or gguf: spec)."""
-    from tokenbound.data.vocab import FILE_KINDS, spec_file, spec_tokens
-
-    if stream.meta.get("tokenizer_sha256") == model.tokenizer_sha256:
-        return  # the very same file
-    theirs = str(model.tokenizer)
-    why = "no tokenizer file of its own"
-    if ours.partition(":")[0] in FILE_KINDS:
-        mine, why = spec_tokens(ours), "a different vocabulary"
-        if mine is None:
-            why = f"its tokenizer file {spec_file(ours)} is not on this machine to compare"
-        elif mine == spec_tokens(theirs):
-            log.info("tokenizer %s: same vocabulary as the model's %s", ours, theirs)
-            return
-    where = getattr(stream, "path", None)
-    raise UserError(f"the stream{f' {where}' if where else ''} was prepared with tokenizer "
-                    f"{ours!r} ({why}) but the model {model.ident.get('path', '')} ships "
-                    f"{theirs!r}; prepare the data with --tokenizer {theirs}")
-
-
-def _tokenizer_key(spec: str) -> str:
-    """`spec` with the directory of an hf:/gguf: file dropped (`tokenizer_from_spec` syntax)."""
-    kind, _, rest = str(spec).partition(":")
-    if kind not in ("hf", "gguf"):
-        return str(spec)
-    path, sep, eot = rest.rpartition("#eot=") if "#eot=" in rest else (rest, "", "")
-    return f"{kind}:{os.path.basename(path)}{sep}{eot}"
 
 
 def check_vocab(stream, model: ModelSource) -> None:
@@ -206,7 +154,8 @@ def _barrier(world: int) -> None:
 
 
 def evaluate(model: ModelSource, stream, out_dir: str, cfg: EvalConfig, *,
-             rank: int = 0, world: int = 1, progress: bool = False) -> dict:
+             rank: int = 0, world: int = 1, progress: bool = False,
+             export_tokens: str | None = None) -> dict:
     """Score `stream` with `model` into OUT (resumable); returns the eval.json dict.
 
     Finished shards in OUT/shards are reused (never rescored); the merged result is identical
@@ -215,6 +164,8 @@ def evaluate(model: ModelSource, stream, out_dir: str, cfg: EvalConfig, *,
     and how many shards each scored. Raises UserError for a mismatched OUT, vocabulary or
     context, an empty stream, a tokenizer that differs from the model's, or OUT in use by
     another process (rank 0 holds OUT's lock; nothing is written before the checks pass).
+    `export_tokens` FILE: also write every scored token's log-probability from this scoring
+    pass (`export.py`; shards scored earlier without it are rescored).
     """
     check_tokens(stream)
     check_tokenizer(stream, model)
@@ -222,11 +173,15 @@ def evaluate(model: ModelSource, stream, out_dir: str, cfg: EvalConfig, *,
         raise UserError(f"--context {cfg.context_len} exceeds the model's maximum context "
                         f"{model.max_context}; pass --context {model.max_context} or less")
     check_vocab(stream, model)
+    if export_tokens and not os.path.isdir(os.path.dirname(os.path.abspath(export_tokens))):
+        raise UserError(f"--export-tokens {export_tokens}: its directory does not exist; "
+                        "create it or name a file in an existing directory")
     with dir_lock(out_dir) if rank == 0 else contextlib.nullcontext():
-        return _evaluate_locked(model, stream, out_dir, cfg, rank, world, progress)
+        return _evaluate_locked(model, stream, out_dir, cfg, rank, world, progress,
+                                export_tokens)
 
 
-def _evaluate_locked(model, stream, out_dir, cfg, rank, world, progress) -> dict:
+def _evaluate_locked(model, stream, out_dir, cfg, rank, world, progress, export) -> dict:
     manifest = build_manifest(stream, model, cfg)
     identity = eval_identity(manifest)
     if rank == 0:
@@ -239,7 +194,8 @@ def _evaluate_locked(model, stream, out_dir, cfg, rank, world, progress) -> dict
     meta = stats_meta(model.vocab_size, ALPHA_GRID, TOPK, CENTERS, BETTING_LAMBDAS)
     meta["eval_identity"] = identity
     todo = [i for i in rank_shards(len(shards), cfg.seed, rank, world)
-            if not shard_done(out_dir, i, identity)]
+            if not shard_done(out_dir, i, identity)
+            or (export and not tok_export.tokens_done(out_dir, i, identity))]
     n_todo = int(sum(windows.n_scored[shards[i]].sum() for i in todo))
     log.info("rank %d: %d of %d shards to score (%s tokens)", rank, len(todo), len(shards),
              f"{n_todo:,}")
@@ -247,12 +203,17 @@ def _evaluate_locked(model, stream, out_dir, cfg, rank, world, progress) -> dict
     t0 = time.perf_counter()
     bar = _bar(n_todo, progress and rank == 0)
     try:
-        _score_shards(fn, batch, stream, windows, shards, todo, meta, cfg, out_dir, bar)
+        _score_shards(fn, batch, stream, windows, shards, todo, meta, cfg, out_dir, bar,
+                      export=bool(export))
     finally:
         if bar:
             bar.close()  # ends the bar's line, so an error prints on a line of its own
     seconds = time.perf_counter() - t0
     n_done = _sum_over_ranks(n_todo, world)
+    if export and rank == 0:
+        n = tok_export.write_export(export, out_dir, len(shards), stream, manifest, identity,
+                                    draws)
+        log.info("wrote %s (%s tokens)", export, f"{n:,}")
     result_path = os.path.join(out_dir, "eval.json")
     if n_done == 0 and is_finished(out_dir):  # finished before (same manifest, checked
         old = read_result_json(result_path, damaged_ok=True)  # above): keep its timing rather
@@ -270,15 +231,24 @@ def _evaluate_locked(model, stream, out_dir, cfg, rank, world, progress) -> dict
         return json.load(f)
 
 
-def _score_shards(fn, batch, stream, windows, shards, todo, meta, cfg, out_dir, bar) -> None:
-    """Score and save each shard of `todo`, recording the numerical settings used."""
+def _score_shards(fn, batch, stream, windows, shards, todo, meta, cfg, out_dir, bar,
+                  export: bool = False) -> None:
+    """Score and save each shard of `todo`, recording the numerical settings used; with
+    `export`, its per-token log-probabilities too (`export.py`), else any stale ones go."""
     numerics = {"device": str(cfg.device), "batch_size": batch, "stats": cfg.stats,
                 "vocab_chunk": cfg.vocab_chunk, "compile": bool(cfg.compile)}
     for i in todo:
+        keep = []
         ws = score_windows(fn, stream.tokens, stream.doc_offsets, stream.start_id, windows,
                            shards[i], meta, batch_size=batch, device=cfg.device,
                            exact=cfg.mode == "exact", vocab_chunk=cfg.vocab_chunk,
-                           on_batch=bar.update if bar else None, stats=cfg.stats)
+                           on_batch=bar.update if bar else None, stats=cfg.stats,
+                           on_tokens=keep.append if export else None)
+        if export:
+            tok_export.save_shard_tokens(out_dir, i, meta["eval_identity"], keep[0].logp,
+                                         windows, shards[i])
+        else:
+            tok_export.drop_shard_tokens(out_dir, i)
         ws.meta["shard"] = i
         ws.meta["numerics"] = numerics
         ws.save(shard_path(out_dir, i))

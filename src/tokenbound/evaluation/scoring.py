@@ -124,17 +124,22 @@ def score_windows(model_fn: ModelFn, tokens: np.ndarray, doc_offsets: np.ndarray
                   batch_size: int = 8, device: str = "cpu", exact: bool = False,
                   vocab_chunk: int | None = None,
                   on_batch: Callable[[int], None] | None = None,
-                  stats: str = "auto") -> WindowStats:
+                  stats: str = "auto",
+                  on_tokens: Callable[[TokenStats], None] | None = None) -> WindowStats:
     """Score windows `idx` (sorted ascending in the result) and return their WindowStats.
 
     With `exact=True` the shard-level betting sums and per-document sums are added (over the
     windows of `idx` only; the caller merges shards). `on_batch(n_tokens)` is called after each
     batch (progress bars). `meta` comes from `stats_meta` (its vocab size must be the model's).
+    `on_tokens(ts)` receives the per-token statistics of the windows (`score_tokens` order;
+    `ts.logp` is ln p(target), the per-token export of `export.py`).
     """
     idx = np.unique(np.asarray(idx, dtype=np.int64))
     ts = score_tokens(model_fn, tokens, doc_offsets, start_id, windows, idx,
                       batch_size=batch_size, device=device, vocab_chunk=vocab_chunk,
                       on_batch=on_batch, vocab_size=meta["vocab_size"], stats=stats)
+    if on_tokens is not None:
+        on_tokens(ts)
     if ts.x.shape[1] != len(meta["alphas"]):
         raise ValueError("meta grids do not match the scored grids")
     ws = WindowStats.from_tokens(ts, idx, windows.n_scored[idx], meta)
