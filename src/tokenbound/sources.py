@@ -72,15 +72,26 @@ def _wrap_hf(model, device: str, dtype: str, kind: str, path: str, sha: str,
                        tokenizer=tokenizer, tokenizer_sha256=tokenizer_sha)
 
 
+def own_tokenizer_spec(source: str) -> str | None:
+    """The tokenizer a model file ships, as a spec, without loading it: `gguf:FILE` for a GGUF
+    file (its embedded vocabulary; the file starts with the GGUF magic), `hf:DIR/tokenizer.json`
+    for a Hugging Face directory that has one; None otherwise (a message, a directory without
+    tokenizer.json, a file that is not GGUF: its loader says why)."""
+    path = os.path.abspath(source)
+    if source.endswith(".gguf") and os.path.isfile(source):
+        with open(path, "rb") as f:
+            return f"gguf:{path}" if f.read(4) == b"GGUF" else None
+    tj = os.path.join(path, "tokenizer.json")
+    return f"hf:{tj}" if os.path.isdir(source) and os.path.isfile(tj) else None
+
+
 def _own_tokenizer(kind: str, path: str, sha: str) -> tuple[str | None, str | None]:
-    """(spec, file sha256) of the tokenizer a Hugging Face directory or GGUF file ships: the
-    GGUF file itself (its embedded vocabulary), the directory's `tokenizer.json`; (None, None)
-    with a logged warning when the directory has none (the stream's tokenizer is not checked)."""
-    if kind == "gguf":
-        return f"gguf:{os.path.abspath(path)}", sha
-    tj = os.path.join(os.path.abspath(path), "tokenizer.json")
-    if os.path.isfile(tj):
-        return f"hf:{tj}", file_sha256(tj)
+    """(spec, file sha256) of the tokenizer a Hugging Face directory or GGUF file ships
+    (`own_tokenizer_spec`); (None, None) with a logged warning when the directory has none
+    (then the stream's tokenizer is not checked)."""
+    spec = own_tokenizer_spec(path)
+    if spec is not None:
+        return spec, (sha if kind == "gguf" else file_sha256(spec[len("hf:"):]))
     log.warning("%s has no tokenizer.json: the stream's tokenizer cannot be checked against "
                 "the model's (make sure the data was prepared with the model's tokenizer)", path)
     return None, None

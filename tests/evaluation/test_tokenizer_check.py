@@ -120,3 +120,17 @@ def test_hf_directory_ships_its_tokenizer(tmp_path, gpt2, caplog):
     meta = json.loads((tmp_path / "data" / "meta.json").read_text())
     assert meta["tokenizer"] == "bytes"
     np.testing.assert_array_equal(np.asarray(data.tokens), st.tokens)
+
+
+def test_command_refuses_a_byte_stream_before_loading_the_model(tmp_path, capsys):
+    from tokenbound.cli import main
+
+    st = make_stream([9])
+    write_stream(tmp_path / "data", [st.tokens], {"tokenizer": "bytes", "vocab_size": V,
+                                                  "eot_id": EOT, "start_id": START})
+    _gguf(tmp_path / "fake.gguf")  # metadata only: it would not load as a model
+    assert main(["evaluate", "--model", str(tmp_path / "fake.gguf"), "--data",
+                 str(tmp_path / "data"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "prepared with tokenizer 'bytes'" in err and err.count("\n") == 1
+    assert f"--tokenizer gguf:{tmp_path / 'fake.gguf'}" in err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from tokenbound.errors import UserError
 
@@ -110,6 +111,21 @@ def _mtime(path: str) -> int | None:
         return None
 
 
+def _context(given: int | None, max_context: int | None, device: str, rank: int) -> int:
+    """--context, else `estimate.default_context` (said on stderr when the CPU cap applies)."""
+    from tokenbound.evaluation.estimate import default_context
+
+    if given is not None:
+        return given
+    context = default_context(max_context, device)
+    if context is None:
+        raise UserError("the model does not state its maximum context; pass --context L")
+    if context != max_context and rank == 0:
+        print(f"--context {context} (CPU default; the model accepts up to {max_context}: pass "
+              f"--context {max_context} to use it all)", file=sys.stderr)
+    return context
+
+
 def run(args) -> int:
     import torch
 
@@ -118,6 +134,8 @@ def run(args) -> int:
     from tokenbound.evaluation import EvalConfig, evaluate
     from tokenbound.evaluation.sampling import check_sample_size
     from tokenbound.sources import load_model_fn
+    from tokenbound.evaluation.tokenizer_check import check_file_tokenizer
+    from tokenbound.sources import own_tokenizer_spec
 
     if args.mode == "sampled" and args.samples:
         check_sample_size(args.samples)  # before the stream and the model are loaded
@@ -126,15 +144,18 @@ def run(args) -> int:
     _check_not_prepared_root(args.data)
     stream = open_stream(args.data, verify=args.verify_data)
     settings = given(args, EvalConfig)
+    own = own_tokenizer_spec(args.model)
+    if own:  # a byte/chars stream with an HF/GGUF model: refused before the model loads
+        check_file_tokenizer(stream, own, None)
     model = load_model_fn(args.model, device=device, dtype=settings.get("dtype", EvalConfig.dtype),
                           device_map=args.device_map)
-    context = model.max_context if args.context is None else args.context
-    if context is None:
-        raise UserError("the model does not state its maximum context; pass --context L")
+    context = _context(args.context, model.max_context, device, rank)
     cfg = EvalConfig(**settings | {"context_len": context, "device": device})
     before = _mtime(os.path.join(args.out, "eval.json"))
     res = evaluate(model, stream, args.out, cfg, rank=rank, world=world,
-                   progress=not args.no_progress, export_tokens=args.export_tokens)
+                   progress=not args.no_progress, export_tokens=args.export_tokens,
+                   on_estimate=lambda est: print(est.describe(context, device),
+                                                 file=sys.stderr, flush=True))
     if rank == 0:
         print(_summary(res))
         result = os.path.join(args.out, "eval.json")

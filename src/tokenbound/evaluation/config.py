@@ -19,7 +19,9 @@ class EvalConfig(Config):
     """Options of one evaluation (the identity fields are checked on resume); each field is a
     `tokenbound.configs.setting` whose help text is `tokenbound evaluate`'s."""
 
-    context_len: int = setting(help="window length L (default: the model's maximum context)",
+    context_len: int = setting(help="window length L (default: the model's maximum context "
+                                    "on CUDA, min(that, 1024) on a CPU so that a run finishes; "
+                                    "L is recorded in the manifest: fix it before scoring)",
                                flag="--context", cli={"metavar": "L"})
     # L: input tokens of a full window (<= the model's maximum context)
     stride: int | None = setting(None, "stride s in [1, L]: s = L block evaluation (default), "

@@ -26,6 +26,7 @@ import os
 import platform
 import time
 from dataclasses import asdict
+from typing import Callable
 
 import numpy as np
 
@@ -33,6 +34,7 @@ from tokenbound.bounds.grids import ALPHA_GRID, BETTING_LAMBDAS, CENTERS, TOPK
 from tokenbound.errors import OutDirMismatch, UserError
 from tokenbound.evaluation import export as tok_export
 from tokenbound.evaluation.config import EvalConfig
+from tokenbound.evaluation.estimate import Estimate, estimate
 from tokenbound.evaluation.fused import auto_batch_size, compile_fn, scoring_probe
 from tokenbound.evaluation.sampling import SHARD_STREAM, draw_windows
 from tokenbound.evaluation.scoring import score_windows
@@ -155,7 +157,8 @@ def _barrier(world: int) -> None:
 
 def evaluate(model: ModelSource, stream, out_dir: str, cfg: EvalConfig, *,
              rank: int = 0, world: int = 1, progress: bool = False,
-             export_tokens: str | None = None) -> dict:
+             export_tokens: str | None = None,
+             on_estimate: Callable[[Estimate], None] | None = None) -> dict:
     """Score `stream` with `model` into OUT (resumable); returns the eval.json dict.
 
     Finished shards in OUT/shards are reused (never rescored); the merged result is identical
@@ -165,7 +168,9 @@ def evaluate(model: ModelSource, stream, out_dir: str, cfg: EvalConfig, *,
     context, an empty stream, a tokenizer that differs from the model's, or OUT in use by
     another process (rank 0 holds OUT's lock; nothing is written before the checks pass).
     `export_tokens` FILE: also write every scored token's log-probability from this scoring
-    pass (`export.py`; shards scored earlier without it are rescored).
+    pass (`export.py`; shards scored earlier without it are rescored). `on_estimate(est)`
+    (rank 0) gets the plan and the time of one timed scoring batch before scoring starts
+    (`estimate.py`).
     """
     check_tokens(stream)
     check_tokenizer(stream, model)
@@ -178,10 +183,11 @@ def evaluate(model: ModelSource, stream, out_dir: str, cfg: EvalConfig, *,
                         "create it or name a file in an existing directory")
     with dir_lock(out_dir) if rank == 0 else contextlib.nullcontext():
         return _evaluate_locked(model, stream, out_dir, cfg, rank, world, progress,
-                                export_tokens)
+                                export_tokens, on_estimate)
 
 
-def _evaluate_locked(model, stream, out_dir, cfg, rank, world, progress, export) -> dict:
+def _evaluate_locked(model, stream, out_dir, cfg, rank, world, progress, export,
+                     on_estimate=None) -> dict:
     manifest = build_manifest(stream, model, cfg)
     identity = eval_identity(manifest)
     if rank == 0:
@@ -200,6 +206,9 @@ def _evaluate_locked(model, stream, out_dir, cfg, rank, world, progress, export)
     log.info("rank %d: %d of %d shards to score (%s tokens)", rank, len(todo), len(shards),
              f"{n_todo:,}")
     fn, batch = _runtime(model, cfg, len(idx) if todo else 0)
+    if on_estimate is not None and rank == 0:
+        on_estimate(estimate(windows, shards, todo, batch, scoring_probe(
+            fn, cfg.context_len, cfg.device, cfg.stats, cfg.vocab_chunk)))
     t0 = time.perf_counter()
     bar = _bar(n_todo, progress and rank == 0)
     try:

@@ -31,7 +31,7 @@ def check_tokenizer(stream, model: ModelSource) -> None:
     if not ours or not theirs:
         return
     if model.tokenizer_sha256:
-        _check_file_tokenizer(stream, model, str(ours))
+        check_file_tokenizer(stream, str(theirs), model.tokenizer_sha256)
         return
     if _tokenizer_key(ours) == _tokenizer_key(theirs):
         return
@@ -40,15 +40,19 @@ def check_tokenizer(stream, model: ModelSource) -> None:
                     "evaluate a model trained on this stream)")
 
 
-def _check_file_tokenizer(stream, model: ModelSource, ours: str) -> None:
-    """`check_tokenizer` for a model that ships a tokenizer file (hf: or gguf: spec)."""
+def check_file_tokenizer(stream, theirs: str, sha256: str | None) -> None:
+    """`check_tokenizer` for a model that ships the tokenizer file of spec `theirs` (hf: or
+    gguf:) with that `sha256`. With `sha256` None (before the model is loaded) only a stream
+    without a tokenizer file of its own (`bytes`, `chars:`) is refused."""
     from tokenbound.data.vocab import FILE_KINDS, spec_file, spec_tokens
 
-    if stream.meta.get("tokenizer_sha256") == model.tokenizer_sha256:
-        return  # the very same file
-    theirs = str(model.tokenizer)
+    ours = str(getattr(stream, "meta", {}).get("tokenizer") or "")
+    if not ours or (sha256 and stream.meta.get("tokenizer_sha256") == sha256):
+        return  # nothing recorded, or the very same file
     why = "no tokenizer file of its own"
     if ours.partition(":")[0] in FILE_KINDS:
+        if sha256 is None:
+            return
         mine, why = spec_tokens(ours), "a different vocabulary"
         if mine is None:
             why = f"its tokenizer file {spec_file(ours)} is not on this machine to compare"
@@ -57,8 +61,8 @@ def _check_file_tokenizer(stream, model: ModelSource, ours: str) -> None:
             return
     where = getattr(stream, "path", None)
     raise UserError(f"the stream{f' {where}' if where else ''} was prepared with tokenizer "
-                    f"{ours!r} ({why}) but the model {model.ident.get('path', '')} ships "
-                    f"{theirs!r}; prepare the data with --tokenizer {theirs}")
+                    f"{ours!r} ({why}), not the model's own {theirs!r}; prepare the data "
+                    f"with --tokenizer {theirs}")
 
 
 def _tokenizer_key(spec: str) -> str:

@@ -219,8 +219,13 @@ def evaluate(model_source: str, stream_dir: str | Path, out: str | Path, eval_cf
     cfg = EvalConfig(**dict(eval_cfg))
     stream = open_stream(str(stream_dir))
     model = load_model_fn(str(model_source), device=cfg.device, dtype=cfg.dtype)
+    from tokenbound.evaluation.estimate import warn_if_long
+
+    def warn(est):  # a recipe's n_samples can mean hours on a CPU: say so before scoring
+        warn_if_long(est, cfg.context_len, cfg.device, f"evaluate {out}")
+
     return Evaluated.from_eval_json(out, run_eval(model, stream, str(out), cfg,
-                                                  progress=progress))
+                                                  progress=progress, on_estimate=warn))
 
 
 # ---- certify ---------------------------------------------------------------------------------
