@@ -86,6 +86,34 @@ def test_bound_estimator_on_an_exact_evaluation_warns(pipeline, tmp_path, capsys
     assert warned.err.startswith("warning: --estimator hoeffding is ignored")
 
 
+def test_bound_csv_rows_are_the_json_numbers(pipeline, tmp_path, capsys):
+    import csv
+    import io
+
+    _, data, _, _, msg = pipeline
+    for mode in (["--mode", "exact"], ["--mode", "sampled", "--samples", "40"]):
+        out = tmp_path / mode[1]
+        assert _evaluate(msg, data / "train", out, *mode) == 0
+        capsys.readouterr()
+        assert main(["bound", str(out), "--message", str(msg), "--json"]) == 0
+        res = json.loads(capsys.readouterr().out)
+        assert main(["bound", str(out), "--message", str(msg), "--csv"]) == 0
+        rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+        best, cands = res["token"]["best"], res["token"]["candidates"]
+        assert rows[0]["bound"] == "certified" and float(rows[0]["value"]) == best["value"]
+        assert rows[0]["family"] == best["family"] and rows[0]["vacuous"] == str(best["vacuous"])
+        assert [float(r["value"]) for r in rows[1:1 + len(cands)]] == [c["value"] for c in cands]
+        kinds = [r["bound"] for r in rows[1 + len(cands):]]
+        if mode[1] == "exact":
+            assert kinds == ["document", "top-1", "top-10", "top-100"]
+            assert float(rows[-1]["value"]) == res["topk"]["100"]["best"]["value"]
+        else:
+            assert kinds == ["paper"] and rows[-1]["certificate"] == "False"
+            assert rows[0]["n"] == "40" and rows[-1]["n"] == "40"
+    with pytest.raises(SystemExit):  # argparse: one output format
+        main(["bound", str(out), "--message", str(msg), "--csv", "--json"])
+
+
 # ---- evaluate: inputs that are the wrong kind of thing -------------------------------------
 def test_empty_stream_is_refused(pipeline, tmp_path, capsys, bigram_source):
     _, _, _, _, msg = pipeline

@@ -13,7 +13,12 @@ bernstein), and the document-level bound. Sampled mode: azuma and Bernstein with
 EPILOG = """examples:
   tokenbound bound runs/demo/eval_train --message runs/demo/model.tbm
   tokenbound bound EVAL --code-bits 772614144 --json --out bound.json
+  tokenbound bound EVAL --message model.tbm --csv > bounds.csv
 """
+CSV_ROWS = ("certified", "candidate", "document", "top-K", "paper")
+CSV_COLUMNS = ("bound", "family", "alpha", "center", "lam", "value", "empirical", "offset",
+               "range", "complexity_term", "sampling_term", "delta", "code_bits", "m", "n",
+               "random_guess", "vacuous", "certificate")
 
 
 def add_arguments(parser):
@@ -31,7 +36,11 @@ def add_arguments(parser):
                         default=None, help="UCB estimator of the sampling terms (default "
                                            "betting); applies to sampled evaluations only")
     parser.add_argument("--delta", type=float, default=0.05, help="failure probability (0.05)")
-    parser.add_argument("--json", action="store_true", help="print the full JSON result")
+    fmt = parser.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print the full JSON result")
+    fmt.add_argument("--csv", action="store_true",
+                     help="print the bounds as CSV, one row per bound (" + ", ".join(CSV_ROWS)
+                          + ") with the columns " + ", ".join(CSV_COLUMNS))
     parser.add_argument("--out", help="also write the JSON result to this file")
 
 
@@ -82,6 +91,9 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
+    if args.csv:
+        _print_csv(res, sys.stdout)
+        return 0
     _print(res, code_bits)
     return 0
 
@@ -114,3 +126,28 @@ def _print(res: dict, code_bits: int) -> None:
     doc = res["token"].get("document")
     if doc:
         print(f"document-level bound {doc['value']:.4f} (N = {doc['m']:,} documents, i.i.d. assumed)")
+
+
+def _csv_rows(res: dict) -> list[tuple[str, dict]]:
+    """(bound, BoundResult dict) of every bound in `steps.certify`'s result: the certified
+    token-level bound, every candidate it was the minimum of, the document-level bound, the
+    top-k bounds, the paper's arithmetic (not a certificate)."""
+    rows = [("certified", res["token"]["best"])]
+    rows += [("candidate", c) for c in res["token"]["candidates"]]
+    if res["token"].get("document"):
+        rows.append(("document", res["token"]["document"]))
+    if res["mode"] == "exact":
+        rows += [(f"top-{k}", t["best"]) for k, t in res["topk"].items()]
+    if res.get("paper"):
+        rows.append(("paper", res["paper"]))
+    return rows
+
+
+def _print_csv(res: dict, out) -> None:
+    """`_csv_rows` as CSV with the header CSV_COLUMNS (empty cells for None)."""
+    import csv
+
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for name, r in _csv_rows(res):
+        w.writerow([name] + ["" if r.get(c) is None else r.get(c) for c in CSV_COLUMNS[1:]])
