@@ -208,7 +208,8 @@ def _evaluate_locked(model, stream, out_dir, cfg, rank, world, progress, export,
     fn, batch = _runtime(model, cfg, len(idx) if todo else 0)
     if on_estimate is not None and rank == 0:
         on_estimate(estimate(windows, shards, todo, batch, scoring_probe(
-            fn, cfg.context_len, cfg.device, cfg.stats, cfg.vocab_chunk)))
+            fn, cfg.context_len, cfg.device, cfg.stats, cfg.vocab_chunk),
+            on_cuda=str(cfg.device).startswith("cuda")))
     t0 = time.perf_counter()
     bar = _bar(n_todo, progress and rank == 0)
     try:

@@ -18,6 +18,7 @@ from typing import Callable
 
 import numpy as np
 
+from tokenbound.evaluation.scoring import _flush_denormals
 from tokenbound.evaluation.windows import Windows
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ def _duration(seconds: float) -> str:
 
 
 def estimate(windows: Windows, shards: list[np.ndarray], todo: list[int], batch_size: int,
-             probe: Callable[[int], None] | None = None) -> Estimate:
+             probe: Callable[[int], None] | None = None, on_cuda: bool = False) -> Estimate:
     """Counts of a planned evaluation (`engine.plan`: windows, shards of window ids; `todo`
     the shards left to score) in fixed batches of `batch_size`; with `probe` (one scoring
     batch, `fused.scoring_probe`) and something left to do, one batch is run and timed."""
@@ -88,9 +89,10 @@ def estimate(windows: Windows, shards: list[np.ndarray], todo: list[int], batch_
                    todo_tokens=int(sum(windows.n_scored[shards[i]].sum() for i in todo)),
                    batch_size=int(batch_size))
     if probe is not None and est.todo_passes:
-        t0 = time.perf_counter()
-        probe(int(batch_size))
-        est.seconds_per_pass = time.perf_counter() - t0
+        with _flush_denormals(not on_cuda):  # as scoring does (subnormals are slow on CPUs)
+            t0 = time.perf_counter()
+            probe(int(batch_size))
+            est.seconds_per_pass = time.perf_counter() - t0
     return est
 
 
