@@ -34,7 +34,7 @@ from tokenbound.bounds.grids import ALPHA_GRID, BETTING_LAMBDAS, CENTERS, TOPK
 from tokenbound.errors import OutDirMismatch, UserError
 from tokenbound.evaluation import export as tok_export
 from tokenbound.evaluation.config import EvalConfig
-from tokenbound.evaluation.estimate import Estimate, estimate
+from tokenbound.evaluation.estimate import Estimate, estimate, timed_batches
 from tokenbound.evaluation.fused import auto_batch_size, compile_fn, scoring_probe
 from tokenbound.evaluation.sampling import SHARD_STREAM, draw_windows
 from tokenbound.evaluation.scoring import score_windows
@@ -206,14 +206,14 @@ def _evaluate_locked(model, stream, out_dir, cfg, rank, world, progress, export,
     log.info("rank %d: %d of %d shards to score (%s tokens)", rank, len(todo), len(shards),
              f"{n_todo:,}")
     fn, batch = _runtime(model, cfg, len(idx) if todo else 0)
-    if on_estimate is not None and rank == 0:
-        on_estimate(estimate(windows, shards, todo, batch, scoring_probe(
-            fn, cfg.context_len, cfg.device, cfg.stats, cfg.vocab_chunk),
-            on_cuda=str(cfg.device).startswith("cuda")))
+    est = estimate(windows, shards, todo, batch) if on_estimate and rank == 0 else None
+    if est is not None:
+        on_estimate(est)
     t0 = time.perf_counter()
     bar = _bar(n_todo, progress and rank == 0)
     try:
-        _score_shards(fn, batch, stream, windows, shards, todo, meta, cfg, out_dir, bar,
+        _score_shards(fn, batch, stream, windows, shards, todo, meta, cfg, out_dir,
+                      timed_batches(est, on_estimate, bar.update if bar else None),
                       export=bool(export))
     finally:
         if bar:
@@ -241,7 +241,7 @@ def _evaluate_locked(model, stream, out_dir, cfg, rank, world, progress, export,
         return json.load(f)
 
 
-def _score_shards(fn, batch, stream, windows, shards, todo, meta, cfg, out_dir, bar,
+def _score_shards(fn, batch, stream, windows, shards, todo, meta, cfg, out_dir, on_batch,
                   export: bool = False) -> None:
     """Score and save each shard of `todo`, recording the numerical settings used; with
     `export`, its per-token log-probabilities too (`export.py`), else any stale ones go."""
@@ -252,7 +252,7 @@ def _score_shards(fn, batch, stream, windows, shards, todo, meta, cfg, out_dir, 
         ws = score_windows(fn, stream.tokens, stream.doc_offsets, stream.start_id, windows,
                            shards[i], meta, batch_size=batch, device=cfg.device,
                            exact=cfg.mode == "exact", vocab_chunk=cfg.vocab_chunk,
-                           on_batch=bar.update if bar else None, stats=cfg.stats,
+                           on_batch=on_batch, stats=cfg.stats,
                            on_tokens=keep.append if export else None)
         if export:
             tok_export.save_shard_tokens(out_dir, i, meta["eval_identity"], keep[0].logp,

@@ -1,9 +1,9 @@
 """How big and how long an evaluation is, before it starts (issue 17: defaults that fit a CPU).
 
-`engine.evaluate(..., on_estimate=f)` calls `f(estimate(...))` after its checks and before it
-scores: the run's own plan (windows, shards, fixed batches; finished shards skipped) and the
-time of one scoring batch of the real shape `(batch_size, L)` (forward pass plus statistics,
-`fused.scoring_probe`), so that a command can say "N forward passes, about T" first. `CPU_CONTEXT` is the default
+`engine.evaluate(..., on_estimate=f)` calls `f(est)` after its checks and before it scores,
+with the run's own plan (windows, shards, fixed batches; finished shards skipped), and again
+after the first batch with its time (every batch has the same shape `(batch_size, L)`, so it
+times the others; no extra pass), so that a command says "N forward passes, about T" early. `CPU_CONTEXT` is the default
 window length of `tokenbound evaluate` on a CPU (the model's maximum on CUDA).
 """
 
@@ -18,7 +18,6 @@ from typing import Callable
 
 import numpy as np
 
-from tokenbound.evaluation.scoring import _flush_denormals
 from tokenbound.evaluation.windows import Windows
 
 log = logging.getLogger(__name__)
@@ -58,14 +57,15 @@ class Estimate:
         return self.todo_passes * self.seconds_per_pass
 
     def describe(self, context_len: int, device: str) -> str:
-        """One line for the user (the command prints it on stderr)."""
+        """One line for the user (the command prints it on stderr): the counts before scoring,
+        the time once the first batch is timed."""
+        if self.seconds is not None:
+            return (f"evaluate: first forward pass {self.seconds_per_pass:.2f} s on {device}: "
+                    f"about {_duration(self.seconds)} for the {self.todo_passes:,} passes")
         text = (f"evaluate: {self.n_tokens:,} tokens in {self.n_windows:,} windows of "
                 f"L={context_len}, {self.n_passes:,} forward passes of {self.batch_size}")
         if self.todo_passes < self.n_passes:
             text += f" ({self.todo_passes:,} left; finished shards are kept)"
-        if self.seconds is not None:
-            text += (f"; about {_duration(self.seconds)} on {device} "
-                     f"({self.seconds_per_pass:.2f} s per pass)")
         return text
 
 
@@ -77,23 +77,35 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def estimate(windows: Windows, shards: list[np.ndarray], todo: list[int], batch_size: int,
-             probe: Callable[[int], None] | None = None, on_cuda: bool = False) -> Estimate:
+def estimate(windows: Windows, shards: list[np.ndarray], todo: list[int],
+             batch_size: int) -> Estimate:
     """Counts of a planned evaluation (`engine.plan`: windows, shards of window ids; `todo`
-    the shards left to score) in fixed batches of `batch_size`; with `probe` (one scoring
-    batch, `fused.scoring_probe`) and something left to do, one batch is run and timed."""
+    the shards left to score) in fixed batches of `batch_size`; not timed yet."""
     passes = [math.ceil(len(s) / batch_size) for s in shards]
-    est = Estimate(n_windows=int(sum(len(s) for s in shards)),
-                   n_tokens=int(sum(windows.n_scored[s].sum() for s in shards)),
-                   n_passes=sum(passes), todo_passes=sum(passes[i] for i in todo),
-                   todo_tokens=int(sum(windows.n_scored[shards[i]].sum() for i in todo)),
-                   batch_size=int(batch_size))
-    if probe is not None and est.todo_passes:
-        with _flush_denormals(not on_cuda):  # as scoring does (subnormals are slow on CPUs)
-            t0 = time.perf_counter()
-            probe(int(batch_size))
+    return Estimate(n_windows=int(sum(len(s) for s in shards)),
+                    n_tokens=int(sum(windows.n_scored[s].sum() for s in shards)),
+                    n_passes=sum(passes), todo_passes=sum(passes[i] for i in todo),
+                    todo_tokens=int(sum(windows.n_scored[shards[i]].sum() for i in todo)),
+                    batch_size=int(batch_size))
+
+
+def timed_batches(est: Estimate | None, on_estimate: Callable[[Estimate], None] | None,
+                  on_batch: Callable[[int], None] | None) -> Callable[[int], None] | None:
+    """The scoring loop's per-batch callback: `on_batch(n_tokens)` (a progress bar) and, after
+    the first batch, `on_estimate(est)` with `est.seconds_per_pass` = that batch's time (forward
+    pass and statistics; no extra pass is run)."""
+    if est is None or on_estimate is None:
+        return on_batch
+    t0, first = time.perf_counter(), [True]
+
+    def tick(n_tokens: int) -> None:
+        if on_batch is not None:
+            on_batch(n_tokens)
+        if first[0]:
+            first[0] = False
             est.seconds_per_pass = time.perf_counter() - t0
-    return est
+            on_estimate(est)
+    return tick
 
 
 def warn_if_long(est: Estimate, context_len: int, device: str,
