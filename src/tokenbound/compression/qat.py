@@ -3,8 +3,12 @@
 As in Lotfi et al. (ICML 2024, "SubLoRA", QAT of the quantized parameters): the forward pass
 uses `w = c[s]` with `s = argmin_k |v - c_k|` (nearest centroid of the latent float value `v`);
 the backward pass gives `v` the gradient of `w` unchanged (straight through) and each centroid
-`c_k` the sum of its members' gradients. Implemented as `w = c[s] + (v - v.detach())`: its value
-is exactly `c[s]`, its gradient is as stated. The optimizer over latents and centroids is SGD
+`c_k` the sum of its members' gradients. Implemented as `w = lookup(c, s) + (v - v.detach())`: its
+value is exactly `c[s]`, its gradient is as stated. `lookup` is `c[s]` with its own backward: the
+member gradients are summed in float64, in index order, by `np.bincount` (then rounded to the
+centroid's dtype), because torch's backward of `c[s]` (an index_put with accumulate) adds them
+with atomic float32 additions across threads on the CPU, whose order (hence last bits) changes
+from run to run with more than one thread: the message would not be reproducible. The optimizer over latents and centroids is SGD
 with momentum 0.9 (default) or Adam. Adam's per-coordinate step of about `lr` suits a long-trained
 model whose coordinates sit in narrow bins: on the 6,500-step Shakespeare subspace model, SGD at
 lr 0.01 recovered 0.01 of the 0.084 bits/byte a 65-level uniform codebook cost and Adam at lr 1e-3
@@ -44,6 +48,30 @@ def _param_names(model, state: dict) -> dict:
     return out
 
 
+class _Lookup(torch.autograd.Function):
+    """`c[s]` for centroids `c` (L,) and symbols `s` (n,) int64, whose backward sums each
+    centroid's member gradients in a fixed order (float64, index order): the same bits on any
+    thread count and any CPU."""
+
+    @staticmethod
+    def forward(ctx, c: torch.Tensor, sym: torch.Tensor) -> torch.Tensor:  # -> (n,)
+        ctx.save_for_backward(sym)
+        ctx.levels = c.shape[0]
+        return c[sym]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # grad (n,) -> (L,), None
+        (sym,) = ctx.saved_tensors
+        sums = np.bincount(sym.cpu().numpy(), weights=grad.detach().cpu().double().numpy(),
+                           minlength=ctx.levels)  # (L,) float64, summed in index order
+        return torch.from_numpy(sums).to(device=grad.device, dtype=grad.dtype), None
+
+
+def codebook_lookup(c: torch.Tensor, sym: torch.Tensor) -> torch.Tensor:
+    """`c[sym]` with a deterministic backward (see `_Lookup`)."""
+    return _Lookup.apply(c, sym)
+
+
 def _ste_weights(groups, latents, centroids, shapes) -> dict:
     """{trained name: STE tensor} for all quantized tensors (value = centroid[nearest])."""
     out = {}
@@ -51,7 +79,7 @@ def _ste_weights(groups, latents, centroids, shapes) -> dict:
         with torch.no_grad():
             sym = torch.from_numpy(nearest(v.detach().cpu().double().numpy(),
                                            c.detach().cpu().double().numpy())).to(v.device)
-        w = c[sym] + (v - v.detach())  # (n_g,)
+        w = codebook_lookup(c, sym) + (v - v.detach())  # (n_g,)
         pos = 0
         for name in g.names:
             n = int(np.prod(shapes[name]))
