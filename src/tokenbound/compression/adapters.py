@@ -6,6 +6,13 @@ regenerated there, bit for bit), and how to read/write the *charged* tensors (`t
 Builders are looked up by name from a fixed registry: decoding a message never imports or runs
 anything named by the message itself.
 
+A builder may also `plan` a dict: the trained tensors a build would have (as "meta" tensors:
+shapes and dtypes, no memory) and the number of values (trained + frozen) it would allocate,
+computed without allocating. The decoder compares both with what the message carries before it
+builds anything, so a crafted header cannot make it allocate a huge model. Both builders below
+plan; they also refuse more than `MAX_LAYERS` blocks (each block is Python objects, slow to
+create even on the meta device).
+
 Registered here:
 - ``"tokenbound-gpt"``: `tokenbound.models` (`GPTConfig.to_dict/from_dict`, `build_model`,
   `model.trained_state()`, `model.load_trained_state(d)`).
@@ -21,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from tokenbound.compression.wire import MessageError
 
@@ -35,6 +43,41 @@ class Builder:
     build: Callable[[dict], tuple[Any, Any]]         # dict -> (model, cfg), deterministic
     trained_state: Callable[[Any], dict]             # model -> {name: Tensor} (charged)
     load_trained_state: Callable[[Any, dict], None]  # (model, {name: Tensor}) -> None
+    plan: Callable[[dict], tuple[dict, int]] | None = None
+    """dict -> ({trained name: meta Tensor}, values a build allocates), allocating nothing."""
+
+
+MAX_LAYERS = 256
+"""Most transformer blocks a message's config may ask for (more is refused as corrupt)."""
+
+
+def _check_layers(n: Any) -> None:
+    if isinstance(n, int) and n > MAX_LAYERS:
+        raise MessageError(f"message header asks for {n:,} layers (limit {MAX_LAYERS:,}); the "
+                           "message is corrupt or crafted")
+
+
+class _SkipMetaInit(TorchFunctionMode):
+    """Random normal inits on meta tensors are skipped (they set no shape): their meta kernel
+    is written in Python and its first call imports torch._dynamo, seconds per process. Other
+    Python meta kernels (LoRA's seeded bases, Monarch and Kronecker factors) still pay that
+    import once per process (about 1.5 s on an idle 2-core CPU)."""
+
+    SKIP = (torch.Tensor.normal_, torch.nn.init.normal_, torch.nn.init.trunc_normal_)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in self.SKIP:
+            t = args[0] if args else kwargs.get("tensor")
+            if isinstance(t, torch.Tensor) and t.is_meta:
+                return t
+        return func(*args, **kwargs)
+
+
+def _meta_values(model) -> int:
+    """Floating-point values of `model`'s parameters and buffers (tied tensors once)."""
+    return int(sum(p.numel() for p in model.parameters())
+               + sum(b.numel() for b in model.buffers() if b.is_floating_point()))
 
 
 BUILDERS: dict[str, Builder] = {}
@@ -73,6 +116,26 @@ def _tb_build(d: dict):
     return model, cfg
 
 
+def _tb_plan(d: dict) -> tuple[dict, int]:
+    """Trained tensors and values of `_tb_build(d)`, from a meta-device build of the GPT; a
+    subspace model trains only `subspace.w` (d,) and adds its two projection factors."""
+    from tokenbound.models import GPTConfig, build_model
+    from tokenbound.models.subspace import projection_shapes
+
+    _check_layers(d.get("n_layer") if isinstance(d, dict) else None)
+    cfg = GPTConfig.from_dict(d)
+    with _SkipMetaInit():
+        base = build_model(cfg.replace(subspace_dim=None) if cfg.subspace_dim else cfg,
+                           device="meta")
+    values = _meta_values(base)
+    if not cfg.subspace_dim:
+        return base.trained_state(), values
+    D = sum(t.numel() for t in base.trained_state().values())
+    D1, d1, D2, d2 = projection_shapes(D, cfg.subspace_dim)
+    w = torch.empty(cfg.subspace_dim, device="meta")
+    return {"subspace.w": w}, values + D1 * d1 + D2 * d2 + cfg.subspace_dim
+
+
 register_builder(Builder(
     name="tokenbound-gpt",
     owns=lambda m: hasattr(m, "trained_state") and hasattr(m, "load_trained_state"),
@@ -80,6 +143,7 @@ register_builder(Builder(
     build=_tb_build,
     trained_state=lambda m: m.trained_state(),
     load_trained_state=lambda m, d: m.load_trained_state(d),
+    plan=_tb_plan,
 ))
 
 
@@ -108,7 +172,8 @@ def _hf_describe(model, cfg) -> dict:
                                                       **cfg.to_diff_dict()}}
 
 
-def _hf_build(d: dict):
+def _hf_config(d: dict):
+    """(class, config) named by an 'hf' header dict; MessageError when not a causal LM."""
     import transformers
 
     cls_name = d.get("class") if isinstance(d, dict) else None
@@ -124,13 +189,33 @@ def _hf_build(d: dict):
     model_type = conf.pop("model_type", None)
     try:
         cfg = transformers.AutoConfig.for_model(model_type, **conf)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise MessageError(f"message header: bad {cls_name} config ({exc})") from None
+    _check_layers(getattr(cfg, "num_hidden_layers", None))
+    return cls, cfg
+
+
+def _hf_build(d: dict):
+    cls, cfg = _hf_config(d)
+    try:
         torch.manual_seed(0)  # every parameter is overwritten; seed only for determinism
         model = cls(cfg)
     except (ValueError, TypeError, KeyError) as exc:
-        raise MessageError(f"message header: cannot build {cls_name} from its config ({exc})") \
-            from None
+        raise MessageError(f"message header: cannot build {cls.__name__} from its config "
+                           f"({exc})") from None
     model.eval()
     return model, cfg
+
+
+def _hf_plan(d: dict) -> tuple[dict, int]:
+    cls, cfg = _hf_config(d)
+    try:
+        with _SkipMetaInit(), torch.device("meta"):
+            model = cls(cfg)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise MessageError(f"message header: cannot build {cls.__name__} from its config "
+                           f"({exc})") from None
+    return _hf_trained_state(model), _meta_values(model)
 
 
 def _hf_trained_state(model) -> dict:
@@ -153,4 +238,5 @@ register_builder(Builder(
     build=_hf_build,
     trained_state=_hf_trained_state,
     load_trained_state=_hf_load,
+    plan=_hf_plan,
 ))

@@ -23,9 +23,19 @@ The JSON header (sorted keys, no spaces) holds: "builder" (model family, see `ad
 A group's symbols are its member tensors flattened (row-major) and concatenated.
 
 Decoding never executes anything from the message: JSON only, builders from a fixed registry.
-The magic, version and CRC32 are checked first, then every size against the bytes left before
-anything is allocated, then the tensor names/shapes/dtypes against the rebuilt model's
-`trained_state()`; any failure raises `MessageError` (a `UserError`).
+Before anything is allocated it checks, in order: the magic, version and CRC32; every size
+against the bytes left; the values the header declares against the cap below; the builder's
+plan of the config (the trained tensors' names/shapes/dtypes, computed on the meta device)
+against the header's tensor list, and the plan's total values (frozen tensors included) against
+the cap. Only then is the model built (and its `trained_state()` checked once more), the symbols
+decoded and the codebooks and raw tensors checked to be finite. Any failure raises
+`MessageError` (a `UserError`) with a one-line message.
+
+Cap: a message of `C = 8 * len(message)` bits may describe a model of at most
+`max(MIN_VALUES_CAP, VALUES_PER_BIT * C)` = max(2^22, 4096 C) floating-point values, trained
+and frozen together (the demo's model: about 9 values per bit; a SubLoRA GPT-2 of 124 M values
+in a 100 kbit message: about 1,240). A crafted header therefore makes the decoder allocate at
+most about 16 MiB of float32 per kilobyte of message (16 MiB for anything up to 128 bytes).
 """
 
 from __future__ import annotations
@@ -50,10 +60,22 @@ MAGIC = b"TBQM"
 VERSION = 1
 MAX_LEVELS = 65535
 MAX_HEADER_BYTES = 1 << 24  # inflated JSON header
-MAX_ELEMENTS = 1 << 34  # sanity cap on the total number of charged values in a header
+MIN_VALUES_CAP = 1 << 22  # values any message may describe (see the module docstring)
+VALUES_PER_BIT = 1 << 12  # values per message bit beyond that
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
           "float64": torch.float64}
 PARTS = ("header", "codebooks", "counts", "payload", "raw")
+
+
+def values_cap(n_bytes: int) -> int:
+    """Most floating-point values (trained + frozen) a message of `n_bytes` bytes may describe."""
+    return max(MIN_VALUES_CAP, VALUES_PER_BIT * 8 * int(n_bytes))
+
+
+def _check_finite(what: str, values: np.ndarray, error=UserError) -> None:
+    if not np.all(np.isfinite(values)):
+        raise error(f"{what} holds NaN or infinite values: the model diverged or the message is "
+                    "corrupt; re-create it from finite weights (e.g. a lower learning rate)")
 
 
 def _dtype_name(t: torch.Tensor) -> str:
@@ -79,6 +101,10 @@ def encode(model, cfg, qstate: QuantizedState, extra_header: dict | None = None)
     if set(group_of) | set(qstate.raw_names) != set(state):
         raise UserError("the quantized state does not cover the model's trained tensors; "
                         "call quantize_ on this model")
+    for gi, g in enumerate(qstate.groups):
+        _check_finite(f"codebook {gi}", g.codebook)
+    for name in qstate.raw_names:
+        _check_finite(f"raw tensor {name}", state[name].float().numpy())
     _check_quantized(state, qstate)
     header = {
         "builder": builder.name, "config": builder.describe(model, cfg),
@@ -122,7 +148,7 @@ def _check_frame(data: bytes) -> Reader:
     return Reader(data, pos=5, end=len(data) - 4)
 
 
-def _parse_header(r: Reader) -> dict:
+def _parse_header(r: Reader, cap: int) -> dict:
     hlen = r.varint("header length", limit=r.remaining)
     inflater = zlib.decompressobj()
     try:
@@ -148,15 +174,16 @@ def _parse_header(r: Reader) -> dict:
         if not ok:
             raise MessageError(f"message header: malformed tensor entry {str(t)[:80]}")
         total += math.prod(t[1])
-    if total > MAX_ELEMENTS:
-        raise MessageError(f"message header declares {total:,} values (limit {MAX_ELEMENTS:,})")
+    if total > cap:
+        raise MessageError(f"message header declares {total:,} values, more than a message of "
+                           f"this size may (limit {cap:,}); it is corrupt or crafted")
     return header
 
 
 def _layout(data: bytes) -> tuple[dict, list, list, dict]:
     """Parse everything but the symbols: header, per-group (codebook, counts, words), raw, bits."""
     r = _check_frame(data)
-    header = _parse_header(r)
+    header = _parse_header(r, values_cap(len(data)))
     bits = dict.fromkeys(PARTS, 0)
     bits["header"] = 8 * (r.pos + 4)
     sizes = [0] * len(header["groups"])
@@ -204,24 +231,49 @@ def _check_tensors(header: dict, state: dict) -> None:
                            "model or version")
 
 
-def decode(message) -> tuple:
-    """Message (bytes or path) -> (model, cfg, info): the exact quantized model, in eval mode.
+BUILD_ERRORS = (TypeError, ValueError, KeyError, AttributeError, IndexError, RuntimeError,
+                OverflowError, UserError)
+"""What a builder may raise on a bad config (MessageError passes through as it is)."""
 
-    `info` holds: header, quant (QuantConfig), extra, bits_by_part, total_bits,
-    prefix_free_bits, sha256, trained_parameters.
-    """
-    data = _read_bytes(message)
-    header, groups, raw, bits = _layout(data)
-    builder = get_builder(header["builder"])
+
+def _plan(builder, header: dict, cap: int) -> None:
+    """Check the config's architecture against the header's tensors and the cap, allocating
+    nothing (builders without a `plan` are only checked after they are built)."""
+    if builder.plan is None:
+        return
+    try:
+        trained, values = builder.plan(header["config"])
+    except MessageError:
+        raise
+    except BUILD_ERRORS as exc:
+        raise MessageError(f"message header: bad model config ({str(exc)[:200]})") from None
+    _check_tensors(header, trained)
+    if values > cap:
+        raise MessageError(f"message header asks for a model of {values:,} values, more than a "
+                           f"message of this size may (limit {cap:,}); it is corrupt or crafted")
+
+
+def _build(builder, header: dict, cap: int) -> tuple:
+    """(model, cfg, quant, trained state) of the header, each checked before the next."""
+    try:
+        quant = QuantConfig.from_dict(header["quant"])
+    except (TypeError, ValueError, UserError) as exc:
+        raise MessageError(f"message header: bad quantization config ({exc})") from None
+    _plan(builder, header, cap)
     try:
         model, cfg = builder.build(header["config"])
     except MessageError:
         raise
-    except (TypeError, ValueError, KeyError, AttributeError) as exc:
-        raise MessageError(f"message header: cannot build the model from its config ({exc})") \
-            from None
+    except BUILD_ERRORS as exc:
+        raise MessageError(f"message header: cannot build the model from its config "
+                           f"({str(exc)[:200]})") from None
     state = {n: t.detach().cpu() for n, t in builder.trained_state(model).items()}
     _check_tensors(header, state)
+    return model, cfg, quant, state
+
+
+def _decoded_state(header: dict, groups: list, raw: dict, state: dict) -> dict:
+    """{name: tensor} of every trained tensor, from the symbols and raw bytes."""
     new_state = dict(state)
     for g, (codebook, counts, words) in enumerate(groups):
         values = codebook.astype(np.float32)[decode_symbols(words, counts)]  # (n_g,)
@@ -236,11 +288,25 @@ def decode(message) -> tuple:
         t = torch.frombuffer(bytearray(buf), dtype=torch.uint8) if len(buf) else \
             torch.zeros(0, dtype=torch.uint8)
         new_state[name] = t.view(state[name].dtype).reshape(state[name].shape)
-    builder.load_trained_state(model, new_state)
-    try:
-        quant = QuantConfig.from_dict(header["quant"])
-    except (TypeError, UserError) as exc:
-        raise MessageError(f"message header: bad quantization config ({exc})") from None
+        _check_finite(f"message raw tensor {name}", new_state[name].float().numpy(),
+                      MessageError)
+    return new_state
+
+
+def decode(message) -> tuple:
+    """Message (bytes or path) -> (model, cfg, info): the exact quantized model, in eval mode.
+
+    `info` holds: header, quant (QuantConfig), extra, bits_by_part, total_bits,
+    prefix_free_bits, sha256, trained_parameters. Everything is checked before it is allocated
+    (module docstring); a bad message raises `MessageError`.
+    """
+    data = _read_bytes(message)
+    header, groups, raw, bits = _layout(data)
+    for g, (codebook, _, _) in enumerate(groups):
+        _check_finite(f"message codebook {g}", codebook, MessageError)
+    builder = get_builder(header["builder"])
+    model, cfg, quant, state = _build(builder, header, values_cap(len(data)))
+    builder.load_trained_state(model, _decoded_state(header, groups, raw, state))
     total = 8 * len(data)
     info = {"header": header, "quant": quant, "extra": header.get("extra", {}),
             "bits_by_part": bits, "total_bits": total, "prefix_free_bits": prefix_free_bits(total),
