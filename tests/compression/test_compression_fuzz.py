@@ -40,8 +40,8 @@ def no_build(monkeypatch):
 
 
 def test_values_cap_by_hand():
-    assert values_cap(100) == 2**22            # 800 bits * 4096 = 3,276,800 < 2^22
-    assert values_cap(1000) == 4096 * 8000     # 32,768,000
+    assert values_cap(100) == 2**22            # 800 bits * 2048 = 1,638,400 < 2^22
+    assert values_cap(1000) == 2048 * 8000     # 16,384,000
 
 
 @pytest.mark.parametrize("edit, match", [

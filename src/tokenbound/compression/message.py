@@ -32,10 +32,12 @@ decoded and the codebooks and raw tensors checked to be finite. Any failure rais
 `MessageError` (a `UserError`) with a one-line message.
 
 Cap: a message of `C = 8 * len(message)` bits may describe a model of at most
-`max(MIN_VALUES_CAP, VALUES_PER_BIT * C)` = max(2^22, 4096 C) floating-point values, trained
-and frozen together (the demo's model: about 9 values per bit; a SubLoRA GPT-2 of 124 M values
-in a 100 kbit message: about 1,240). A crafted header therefore makes the decoder allocate at
-most about 16 MiB of float32 per kilobyte of message (16 MiB for anything up to 128 bytes).
+`max(MIN_VALUES_CAP, VALUES_PER_BIT * C)` = max(2^22, 2048 C) floating-point values, trained
+and frozen together. The demo's model has about 9 values per message bit, the subspace models of
+`tokenbound experiment` fewer than 100, a SubLoRA GPT-2 (124 M values, about 100 kbit) about
+1,240. A crafted header therefore makes the decoder allocate at most 64 KiB of float32 per byte
+of message (16 MiB for anything up to 256 bytes; 26 MB for the 394-byte message of issue 16,
+whose header asked for 3.5 GB).
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ VERSION = 1
 MAX_LEVELS = 65535
 MAX_HEADER_BYTES = 1 << 24  # inflated JSON header
 MIN_VALUES_CAP = 1 << 22  # values any message may describe (see the module docstring)
-VALUES_PER_BIT = 1 << 12  # values per message bit beyond that
+VALUES_PER_BIT = 1 << 11  # values per message bit beyond that
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
           "float64": torch.float64}
 PARTS = ("header", "codebooks", "counts", "payload", "raw")
