@@ -61,7 +61,7 @@ class _SkipMetaInit(TorchFunctionMode):
     """Random normal inits on meta tensors are skipped (they set no shape): their meta kernel
     is written in Python and its first call imports torch._dynamo, seconds per process. Other
     Python meta kernels (LoRA's seeded bases, Monarch and Kronecker factors) still pay that
-    import once per process (about 1.5 s on an idle 2-core CPU)."""
+    import once per process (4-5 s measured on the busy 2-core development machine)."""
 
     SKIP = (torch.Tensor.normal_, torch.nn.init.normal_, torch.nn.init.trunc_normal_)
 
