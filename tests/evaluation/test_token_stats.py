@@ -45,7 +45,7 @@ def test_fast_paths_match_naive():
     z, t = _rows()
     ref = token_stats_naive(z, t)
     assert ref.topk_err[1].tolist() == [1.0, 0.0, 0.0]  # tie broken by id: 5 before 7
-    _assert_same(token_stats(z, t, row_chunk=5), ref)
+    _assert_same(token_stats(z, t, chunk_bytes=5 * 4 * 8 * 150), ref)
     _assert_same(token_stats_vchunked(z, t, vocab_chunk=40), ref)
     _assert_same(token_stats_vchunked(z.bfloat16(), t, vocab_chunk=64),
                  token_stats_naive(z.bfloat16(), t))

@@ -12,8 +12,6 @@ the document's length and the batch composition (DESIGN 3 and 7.1). The model ru
 
 from __future__ import annotations
 
-import contextlib
-
 import logging
 from typing import Callable
 
@@ -64,29 +62,7 @@ def _forward_scored(model_fn: ModelFn, inputs: np.ndarray, targets: np.ndarray,
         if rows.size != B * T:
             flat = flat[torch.from_numpy(rows).to(logits.device)]  # (N, V)
         tgt = torch.from_numpy(targets.reshape(-1)[rows])  # (N,)
-        with _flush_denormals(not flat.is_cuda):
-            return stats_fn(stats, flat.is_cuda, vocab_chunk)(flat, tgt, ALPHA_GRID, TOPK)
-
-
-@contextlib.contextmanager
-def _flush_denormals(on: bool):
-    """Flush subnormal floats to zero on the CPU while computing statistics.
-
-    A confident model puts probabilities below 1e-38 on most tokens; arithmetic on such
-    subnormal float32 values is ~10x slower on x86 and made the statistics cost more than the
-    forward pass. Flushing changes probabilities by less than 1.2e-38 each (the centers by far
-    less than their float32 rounding); the target's loss comes from the log-softmax in log space
-    and is unaffected. Flushing is switched off again afterwards (torch's default; torch offers
-    no way to read the current mode, so a caller that had turned it on finds it off).
-    """
-    if not on:
-        yield
-        return
-    torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(False)
+        return stats_fn(stats, flat.is_cuda, vocab_chunk)(flat, tgt, ALPHA_GRID, TOPK)
 
 
 def score_tokens(model_fn: ModelFn, tokens: np.ndarray, doc_offsets: np.ndarray,

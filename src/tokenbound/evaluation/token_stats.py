@@ -16,11 +16,19 @@ For a logits row `z` (V,) and its target `x`, with `log p = log_softmax(z)` comp
   tokens), 0, 1)` (tie-invariant: tied tokens carry equal mass). For k >= V, err = center = 0.
 
 Three implementations: `token_stats_naive` (Python loop over rows, float64 numpy after the fp32
-log-softmax; the reference), `token_stats` (vectorized torch, row chunks) and
+log-softmax; the reference), `token_stats` (torch, row chunks of a few MB, for the CPU) and
 `token_stats_vchunked` (two passes over vocabulary chunks; never materializes a float32 (N, V)
-tensor; for large vocabularies on GPUs). The full-vocabulary sums of the centers are float32
-elementwise with float32 reductions in the fast paths: centers only need to be predictable and
-clipped, not exact (DESIGN 2.4); the target's loss `X` is float64 after the fp32 log-softmax.
+tensor; for large vocabularies on GPUs). `token_stats` reads each chunk of rows once for all
+alphas: q = (1 - alpha) p + alpha / V formed in float32 (one log per entry and alpha) into one
+reused (rows, A, V) buffer, and the centers from two float32 row sums of one sign each,
+`sum_y p_y ln q_y` and `sum_y ln q_y` (`H = -(c1 sum p ln q + c0 sum ln q) / ln 2`,
+c1 = 1 - alpha, c0 = alpha / V), combined in float64. Probabilities for the centers and the
+top-k masses are `exp(max(ln p, LP_FLOOR))` (no probability moves by more than 5e-38): no
+product or sum there is subnormal, so neither speed nor values depend on the CPU's
+flush-to-zero mode (which `torch.set_flush_denormal` sets for the calling thread only, and which
+scoring therefore no longer uses). Centers only need to be predictable and clipped, not exact
+(DESIGN 2.4): they are fixed functions of the row, within float32 rounding of the float64
+reference; the target's loss `X` is float64 after the fp32 log-softmax.
 """
 
 from __future__ import annotations
@@ -31,16 +39,21 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from tokenbound.bounds.basics import LN2, smoothing
 from tokenbound.bounds.grids import ALPHA_GRID, TOPK
 
-LN2 = math.log(2.0)
+#: Bytes of the (rows, alphas, V) float32 work tile of `token_stats`: a few MB, so that the
+#: passes over a row chunk run from the caches and no (N, V) temporary is ever allocated.
+CHUNK_BYTES = 4 << 20
+#: Floor on ln p (nats) before exponentiating for the centers and top-k masses:
+#: exp(-86) / 2 = 2.2e-38 > FLT_MIN, so neither p nor (1 - alpha) p nor p ln q is subnormal.
+LP_FLOOR = -86.0
 
 
 def smoothing_range(alpha: float, vocab_size: int) -> tuple[float, float]:
-    """(a, c) of DESIGN 1 in bits: l = -log2 q lies in [a, a + c]."""
-    a = -math.log2(1.0 - alpha + alpha / vocab_size)
-    c = math.log2(1.0 + (1.0 - alpha) * vocab_size / alpha)
-    return a, c
+    """(a, c) of DESIGN 1 in bits (`tokenbound.bounds.basics.smoothing`, argument order of this
+    package): l = -log2 q lies in [a, a + c]."""
+    return smoothing(vocab_size, alpha)
 
 
 @dataclass
@@ -113,12 +126,22 @@ def token_stats_naive(logits: torch.Tensor, targets: torch.Tensor, alphas=ALPHA_
                       _clip_centers(hq, ep, V, alphas), err, tc)
 
 
-def _rank(z: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """rank(x) (N,) int64: #{y: z_y > z_x} + #{y < x: z_y == z_x}; z (N, V) float32."""
-    zx = z.gather(1, targets[:, None])  # (N, 1)
-    ids = torch.arange(z.shape[1], device=z.device)[None, :]  # (1, V)
-    ahead = (z > zx) | ((z == zx) & (ids < targets[:, None]))  # (N, V)
-    return ahead.sum(dim=1)
+def _rank(z: torch.Tensor, targets: torch.Tensor, scratch: torch.Tensor | None = None
+          ) -> torch.Tensor:
+    """rank(x) (n,) int64: #{y: z_y > z_x} + #{y < x: z_y == z_x}; z (n, V) float32.
+
+    Counts are float32 sums of 0/1 in `scratch` ((n, V) float32; exact below 2^24 entries); the
+    tie term is counted only in rows where another entry equals z_x (rare).
+    """
+    zx = z.gather(1, targets[:, None])  # (n, 1)
+    buf = torch.empty_like(z) if scratch is None else scratch
+    torch.gt(z, zx, out=buf)
+    rank = buf.sum(dim=1).long()
+    torch.eq(z, zx, out=buf)
+    for r in (buf.sum(dim=1) > 1).nonzero()[:, 0].tolist():
+        x = int(targets[r])
+        rank[r] += int((z[r, :x] == zx[r, 0]).sum())
+    return rank
 
 
 def _finish(logp_x, hq, ep, rank, topmass, V, alphas, topk) -> TokenStats:
@@ -142,29 +165,82 @@ def _topmass(p_sorted_top: torch.Tensor, topk) -> torch.Tensor:
     return torch.stack([cs[:, min(k, kmax) - 1] for k in topk], dim=1)
 
 
+class _Centers:
+    """Constants and reused float32 buffers for the centers of `rows` rows at a time:
+    `p` (rows, V), `lq` (rows, A, V), `s_lq` and `s_plq` (rows, A)."""
+
+    def __init__(self, rows: int, V: int, alphas, device):
+        al = np.asarray(alphas, dtype=np.float64)
+        self.c1 = torch.tensor(1.0 - al, dtype=torch.float64, device=device)  # (A,)
+        self.c0 = torch.tensor(al / V, dtype=torch.float64, device=device)
+        self.c1_32 = self.c1.float()[None, :, None]  # (1, A, 1)
+        self.c0_32 = self.c0.float()[None, :, None]
+        self.p = torch.empty(rows, V, device=device)
+        self.lq = torch.empty(rows, len(al), V, device=device)
+        self.s_lq = torch.empty(rows, len(al), device=device)
+        self.s_plq = torch.empty(rows, len(al), device=device)
+
+    def __call__(self, lp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """lp (rows, V) fp32 log-probabilities -> H(q), E_p[-log2 q] (rows, A) float64 bits,
+        and p (rows, V) (the buffer, valid until the next call).
+
+        `H = -(c1 sum_y p_y ln q_y + c0 sum_y ln q_y) / ln 2` with `c1 = 1 - alpha`,
+        `c0 = alpha / V` (= -sum q ln q / ln 2): both sums are float32 row sums of terms of one
+        sign (no cancellation), combined in float64.
+        """
+        p, lq = self.p, self.lq
+        torch.clamp(lp, min=LP_FLOOR, out=p)
+        torch.exp(p, out=p)
+        torch.mul(p[:, None, :], self.c1_32, out=lq)
+        lq.add_(self.c0_32)  # q = (1 - alpha) p + alpha / V > 0, float32
+        torch.log(lq, out=lq)
+        torch.sum(lq, dim=2, out=self.s_lq)
+        lq.mul_(p[:, None, :])
+        torch.sum(lq, dim=2, out=self.s_plq)
+        e_nats = self.s_plq.double()  # sum_y p_y ln q_y
+        h_nats = self.c1 * e_nats + self.c0 * self.s_lq.double()
+        return -h_nats / LN2, -e_nats / LN2, p
+
+
+def _chunk_rows(V: int, A: int, chunk_bytes: int) -> int:
+    """Rows per chunk: the (rows, A, V) float32 tile within `chunk_bytes`, an even count >= 2."""
+    return max(2, chunk_bytes // (4 * A * V) // 2 * 2)
+
+
 def token_stats(logits: torch.Tensor, targets: torch.Tensor, alphas=ALPHA_GRID, topk=TOPK,
-                row_chunk: int = 1024) -> TokenStats:
-    """Vectorized statistics; logits (N, V) any float dtype/device, targets (N,) int64."""
+                chunk_bytes: int = CHUNK_BYTES) -> TokenStats:
+    """Vectorized statistics; logits (N, V) any float dtype/device, targets (N,) int64.
+
+    Rows are processed in chunks of a fixed number of rows (the last one filled up with copies
+    of its first row, whose results are dropped): every row is read once per chunk, all alphas
+    at once, into buffers allocated once per call. With one chunk shape every row goes through
+    the same kernels, whatever N and its neighbours.
+    """
     N, V = logits.shape
-    parts = []
-    for r0 in range(0, N, row_chunk):
-        z = logits[r0:r0 + row_chunk].float()  # (n, V) fp32
-        t = targets[r0:r0 + row_chunk].to(z.device)
-        lp = torch.log_softmax(z, dim=-1)  # (n, V) fp32
-        p = lp.exp()
-        hq, ep = [], []
-        for al in alphas:
-            # centers only need to be predictable (DESIGN 2.4): q formed directly in fp32 (one
-            # log per entry, ~3x cheaper than logaddexp); the target's X stays exact (float64)
-            q = p * (1.0 - al) + al / V  # (n, V) fp32, >= al / V > 0
-            lq = torch.log(q)  # (n, V)
-            hq.append(-(q * lq).sum(dim=1) / LN2)
-            ep.append(-(p * lq).sum(dim=1) / LN2)
-        top = torch.topk(p, min(max(topk), V), dim=1).values  # (n, kmax) descending
-        parts.append(_finish(lp.gather(1, t[:, None])[:, 0], torch.stack(hq, 1),
-                             torch.stack(ep, 1), _rank(z, t), _topmass(top, topk), V, alphas,
-                             topk))
-    return TokenStats.concat(parts) if parts else _empty(len(alphas), len(topk))
+    if N == 0:
+        return _empty(len(alphas), len(topk))
+    n = _chunk_rows(V, len(alphas), chunk_bytes)
+    dev, kmax = logits.device, min(max(topk), V)
+    centers = _Centers(n, V, alphas, dev)
+    z32, lp = torch.empty(n, V, device=dev), torch.empty(n, V, device=dev)
+    t_all = targets.to(dev)
+    out = {k: [] for k in ("logp", "hq", "ep", "rank", "top")}
+    for r0 in range(0, N, n):
+        k = min(n, N - r0)
+        rows = torch.arange(r0, r0 + n, device=dev)
+        rows[k:] = r0  # the last chunk: filled up with copies of its first row
+        src, t = (logits[r0:r0 + n], t_all[r0:r0 + n]) if k == n else (logits[rows], t_all[rows])
+        z32.copy_(src)
+        torch.log_softmax(z32, dim=-1, out=lp)
+        out["logp"].append(lp.gather(1, t[:, None])[:k, 0].clone())
+        hq, ep, p = centers(lp)
+        out["hq"].append(hq[:k])
+        out["ep"].append(ep[:k])
+        out["top"].append(torch.topk(p, kmax, dim=1).values[:k])
+        out["rank"].append(_rank(z32, t, scratch=lp)[:k])  # lp is free again: scratch
+    cat = {k: torch.cat(v) for k, v in out.items()}
+    return _finish(cat["logp"], cat["hq"], cat["ep"], cat["rank"], _topmass(cat["top"], topk),
+                   V, alphas, topk)
 
 
 def _empty(A: int, K: int) -> TokenStats:
