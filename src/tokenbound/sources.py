@@ -9,7 +9,9 @@ docs/ARCHITECTURE.md), so that evaluation imports neither.
   `tokenbound.compression.decode` returns, records the message sha256), a Hugging Face
   directory or a `.gguf` file (records the sha256 of the file(s) read). A training run is
   refused with the command that compresses it. With dtype "bf16" the weights are cast to
-  bfloat16 (the per-token statistics still use an fp32 log-softmax). With `device_map="auto"`
+  bfloat16 (the per-token statistics still use an fp32 log-softmax); a Hugging Face or GGUF model
+  is loaded in bf16 by transformers, which keeps the buffers it computes in fp32 (rotary
+  `inv_freq`) in fp32, as a user loading it in bf16 gets. With `device_map="auto"`
   (Hugging Face and GGUF; needs accelerate) a model larger than one device is split over the
   visible devices (then CPU memory): the token ids go to the device of the input embedding, the
   logits come back from the last block's device.
@@ -56,10 +58,12 @@ def _logits(out) -> torch.Tensor:
     return out.logits if hasattr(out, "logits") else out[0]
 
 
-def _wrap_hf(model, device: str, dtype: str, kind: str, path: str, sha: str,
+def _wrap_hf(model, device: str, kind: str, path: str, sha: str,
              device_map: str | None = None) -> ModelSource:
+    """`model` was loaded by `from_pretrained` in the requested dtype, which keeps some buffers
+    in fp32 (rotary `inv_freq`): it is only moved here, never cast again."""
     if device_map is None:
-        model = model.to(device=device, dtype=DTYPES[dtype])
+        model = model.to(device=device)
     model = model.eval()
     first = model.get_input_embeddings().weight.device  # placed by accelerate if device_map
 
@@ -189,10 +193,10 @@ def load_model_fn(source: str, device: str = "cpu", dtype: str = "fp32",
                             f"tokenbound compress {source} --levels 17 --out {source}/model.tbm, "
                             f"then pass --model {source}/model.tbm")
         model = load_hf_model(source, torch_dtype=DTYPES[dtype], device_map=device_map)
-        return _wrap_hf(model, device, dtype, "hf", source, dir_sha256(source), device_map)
+        return _wrap_hf(model, device, "hf", source, dir_sha256(source), device_map)
     if source.endswith(".gguf"):
         model = load_hf_model(source, torch_dtype=DTYPES[dtype], device_map=device_map)
-        return _wrap_hf(model, device, dtype, "gguf", source, file_sha256(source), device_map)
+        return _wrap_hf(model, device, "gguf", source, file_sha256(source), device_map)
     if device_map is not None:
         raise UserError("--device-map applies to Hugging Face and GGUF models; a tokenbound "
                         "message loads on one --device")
