@@ -79,3 +79,59 @@ def test_clipping_exact_where_p_underflows(fn):
     assert ts.logp[0] == pytest.approx(-1e4) and np.isneginf(ts.logp[3])
     assert np.all((ts.topk_center >= 0) & (ts.topk_center <= 1))
     assert np.all(np.isfinite(ts.center))
+
+
+def _llm_rows(N=6, V=3000, seed=3):
+    """Peaked rows like a real LM's: a few likely tokens, a long tail 20-120 nats down."""
+    g = torch.Generator().manual_seed(seed)
+    z = -torch.rand(N, V, generator=g) * 100
+    z[:, :5] = torch.randn(N, 5, generator=g) * 2 + 10
+    z[0, 7:] = -1e4  # every p but a few underflows
+    return z, torch.randint(0, V, (N,), generator=g)
+
+
+def test_centers_close_to_float64_reference():
+    # the centers' float32 row sums (a new summation order, issue 20) stay within 1e-6 relative
+    # of the float64 reference; logp, X and the top-k numbers are exactly the reference's
+    z, t = _llm_rows()
+    ref, got = token_stats_naive(z, t), token_stats(z, t)
+    np.testing.assert_allclose(got.center, ref.center, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got.topk_center, ref.topk_center, rtol=0, atol=1e-7)
+    assert np.array_equal(got.logp, ref.logp) and np.array_equal(got.x, ref.x)
+    assert np.array_equal(got.topk_err, ref.topk_err)
+
+
+def test_row_numbers_do_not_depend_on_neighbours():
+    # one chunk shape: a row's numbers are bitwise the same alone, among others, at any position
+    z, t = _llm_rows(N=9)
+    whole = token_stats(z, t, chunk_bytes=4 * 8 * 3000 * 4)  # chunks of 4 rows, last one filled
+    for i in (0, 5, 8):
+        alone = token_stats(z[i:i + 1], t[i:i + 1], chunk_bytes=4 * 8 * 3000 * 4)
+        for f in ("logp", "x", "center", "topk_err", "topk_center"):
+            assert np.array_equal(getattr(alone, f)[0], getattr(whole, f)[i]), f
+
+
+def test_flush_to_zero_mode_does_not_matter():
+    # probabilities are floored at exp(LP_FLOOR): no subnormal arithmetic, so the per-thread
+    # flush-to-zero mode cannot change a number (scoring no longer sets it)
+    z, t = _llm_rows()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the calling thread does all the work: its mode applies to all
+    try:
+        torch.set_flush_denormal(True)
+        flushed = token_stats(z, t)
+        torch.set_flush_denormal(False)
+        plain = token_stats(z, t)
+    finally:
+        torch.set_flush_denormal(False)
+        torch.set_num_threads(threads)
+    for f in ("logp", "x", "center", "topk_err", "topk_center"):
+        assert np.array_equal(getattr(flushed, f), getattr(plain, f)), f
+
+
+def test_smoothing_range_is_bounds_smoothing():
+    from tokenbound.bounds.basics import smoothing
+
+    for V in (2, 256, 49152):
+        for al in ALPHA_GRID:
+            assert smoothing_range(al, V) == smoothing(V, al)
