@@ -23,6 +23,9 @@ from tokenbound.evaluation.scoring import score_tokens
 from tokenbound.evaluation.windows import make_windows, window_inputs
 from tokenbound.models import GPTConfig, build_model
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from llm_scoring import peak_rss  # noqa: E402  (a sibling script)
+
 
 def _rate(model, tokens, off, L, s, batch, budget_s):
     """Scored tokens/s over as many windows as fit in about budget_s seconds."""
@@ -37,26 +40,31 @@ def _rate(model, tokens, off, L, s, batch, budget_s):
     return done / (time.perf_counter() - t0), done
 
 
-def _forward_vs_scoring(model, tokens, off, L, batch, budget_s, stats="auto"):
+def _forward_vs_scoring(model, tokens, off, L, batch, budget_s, stats="auto", rss=None):
     """(bare forward tokens/s, full scoring tokens/s): the same windows (s = L), same batch.
 
     Bare: `model(inputs)` only. Full: `score_tokens` (inputs, forward, per-token statistics,
     float64 results per window). Alternating rounds over all windows until budget_s is spent.
+    With a dict `rss`, rss["bare"] and rss["scoring"] get the peak RSS sampled in each.
     """
     w = make_windows(off, L, L)
     idx = np.arange(len(w))
     batches = [idx[i:i + batch] for i in range(0, len(w), batch)]
     t_fwd = t_score = 0.0
     n = 0
+    rss = {} if rss is None else rss
     t_end = time.perf_counter() + budget_s
     while time.perf_counter() < t_end or n == 0:
         t0 = time.perf_counter()
-        with torch.inference_mode():
+        with torch.inference_mode(), peak_rss(rss, "b"):
             for b in batches:
                 model(torch.from_numpy(window_inputs(tokens, off, 0, w, b)[0]))
         t1 = time.perf_counter()
-        score_tokens(model, tokens, off, 0, w, idx, batch_size=batch, stats=stats)
+        with peak_rss(rss, "s"):
+            score_tokens(model, tokens, off, 0, w, idx, batch_size=batch, stats=stats)
         t_fwd, t_score, n = t_fwd + t1 - t0, t_score + time.perf_counter() - t1, n + 1
+        rss["bare"] = max(rss.get("bare", 0), rss.pop("b"))
+        rss["scoring"] = max(rss.get("scoring", 0), rss.pop("s"))
     n_tok = int(w.n_scored.sum()) * n
     return n_tok / t_fwd, n_tok / t_score
 
@@ -81,7 +89,8 @@ def main() -> int:
     rate_block, n_block = _rate(model, tokens, off, L, L, a.batch_size, a.seconds)
     rate_one, n_one = _rate(model, tokens, off, L, 1, a.batch_size, a.seconds)
     ratio = rate_block / rate_one
-    fwd, full = _forward_vs_scoring(model, tokens, off, L, a.batch_size, a.seconds)
+    rss: dict = {}
+    fwd, full = _forward_vs_scoring(model, tokens, off, L, a.batch_size, a.seconds, rss=rss)
     _, fused = _forward_vs_scoring(model, tokens, off, L, a.batch_size, a.seconds / 2, "fused")
     n_win = len(make_windows(off, L, L))
     cmd = ".venv/bin/python benchmarks/cpu_scoring.py " + " ".join(sys.argv[1:])
@@ -113,6 +122,10 @@ scoring = `score_tokens` (inputs, forward, all per-token statistics, float64 sum
 | bare forward | {fwd:,.0f} | 1.00x |
 | full scoring (default CPU statistics, `token_stats`) | {full:,.0f} | **{fwd / full:.2f}x** |
 | full scoring (`--stats fused`: `token_stats_online`) | {fused:,.0f} | {fwd / fused:.2f}x |
+
+Peak RSS sampled while running (the process, model included): bare forward
+{rss["bare"] / 2**20:,.0f} MB, full scoring {rss["scoring"] / 2**20:,.0f} MB
+({rss["scoring"] / rss["bare"]:.2f}x).
 """
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:

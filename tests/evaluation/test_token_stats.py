@@ -101,14 +101,26 @@ def test_centers_close_to_float64_reference():
     assert np.array_equal(got.topk_err, ref.topk_err)
 
 
-def test_row_numbers_do_not_depend_on_neighbours():
-    # one chunk shape: a row's numbers are bitwise the same alone, among others, at any position
+def test_row_numbers_do_not_depend_on_neighbours_chunks_or_threads():
+    # a row's numbers are bitwise the same alone, among others, at any position of any chunk
+    # size, with one or several threads (padded rows, one thread per chunk)
     z, t = _llm_rows(N=9)
-    whole = token_stats(z, t, chunk_bytes=4 * 8 * 3000 * 4)  # chunks of 4 rows, last one filled
+    row = 8 * 3000 * 4  # bytes of one row's (A, V) tile
+    whole = token_stats(z, t, chunk_bytes=4 * row, threads=2)
     for i in (0, 5, 8):
-        alone = token_stats(z[i:i + 1], t[i:i + 1], chunk_bytes=4 * 8 * 3000 * 4)
-        for f in ("logp", "x", "center", "topk_err", "topk_center"):
-            assert np.array_equal(getattr(alone, f)[0], getattr(whole, f)[i]), f
+        for kw in ({"chunk_bytes": row, "threads": 1}, {"chunk_bytes": 3 * row, "threads": 3}):
+            alone = token_stats(z[i:i + 1], t[i:i + 1], **kw)
+            for f in ("logp", "x", "center", "topk_err", "topk_center"):
+                assert np.array_equal(getattr(alone, f)[0], getattr(whole, f)[i]), (f, kw)
+    assert torch.equal(torch.tensor(token_stats(z, t, chunk_bytes=row, threads=1).center),
+                       torch.tensor(whole.center))
+
+
+def test_threads_setting_restored():
+    z, t = _llm_rows(N=5)
+    before = torch.get_num_threads()
+    token_stats(z, t, chunk_bytes=8 * 3000 * 4, threads=2)
+    assert torch.get_num_threads() == before
 
 
 def test_flush_to_zero_mode_does_not_matter():

@@ -34,6 +34,8 @@ reference; the target's loss `X` is float64 after the fp32 log-softmax.
 from __future__ import annotations
 
 import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,9 +44,9 @@ import torch
 from tokenbound.bounds.basics import LN2, smoothing
 from tokenbound.bounds.grids import ALPHA_GRID, TOPK
 
-#: Bytes of the (rows, alphas, V) float32 work tile of `token_stats`: a few MB, so that the
-#: passes over a row chunk run from the caches and no (N, V) temporary is ever allocated.
-CHUNK_BYTES = 4 << 20
+#: Bytes of the (rows, alphas, V) float32 work tile of `token_stats` (at least one row): a few
+#: MB, so that the passes over a row chunk run from the caches; no (N, V) temporary is made.
+CHUNK_BYTES = 2 << 20
 #: Floor on ln p (nats) before exponentiating for the centers and top-k masses:
 #: exp(-86) / 2 = 2.2e-38 > FLT_MIN, so neither p nor (1 - alpha) p nor p ln q is subnormal.
 LP_FLOOR = -86.0
@@ -165,82 +167,108 @@ def _topmass(p_sorted_top: torch.Tensor, topk) -> torch.Tensor:
     return torch.stack([cs[:, min(k, kmax) - 1] for k in topk], dim=1)
 
 
-class _Centers:
-    """Constants and reused float32 buffers for the centers of `rows` rows at a time:
-    `p` (rows, V), `lq` (rows, A, V), `s_lq` and `s_plq` (rows, A)."""
+class _Chunk:
+    """Reused float32 buffers for up to `rows` rows, and the statistics of one row chunk.
+
+    Rows of the (rows, A, Vp) and (rows, Vp) buffers are padded to Vp, a multiple of 32 floats
+    (padding p = 0, contributing exactly 0 to every sum it enters), so that elementwise kernels
+    treat every row alike: together with one thread per chunk, a row's numbers depend on the
+    row only, not on its position, the chunk size or the number of threads.
+    """
 
     def __init__(self, rows: int, V: int, alphas, device):
         al = np.asarray(alphas, dtype=np.float64)
+        Vp = -(-V // 32) * 32
+        self.V = V
         self.c1 = torch.tensor(1.0 - al, dtype=torch.float64, device=device)  # (A,)
         self.c0 = torch.tensor(al / V, dtype=torch.float64, device=device)
         self.c1_32 = self.c1.float()[None, :, None]  # (1, A, 1)
         self.c0_32 = self.c0.float()[None, :, None]
-        self.p = torch.empty(rows, V, device=device)
-        self.lq = torch.empty(rows, len(al), V, device=device)
-        self.s_lq = torch.empty(rows, len(al), device=device)
-        self.s_plq = torch.empty(rows, len(al), device=device)
+        self.z = torch.empty(rows, V, device=device)
+        self.lp = torch.empty(rows, V, device=device)
+        self.p = torch.zeros(rows, Vp, device=device)
+        self.lq = torch.empty(rows, len(al), Vp, device=device)
 
-    def __call__(self, lp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """lp (rows, V) fp32 log-probabilities -> H(q), E_p[-log2 q] (rows, A) float64 bits,
-        and p (rows, V) (the buffer, valid until the next call).
+    def centers(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """H(q), E_p[-log2 q] (k, A) float64 bits of the first k rows of `lp`; fills `p`.
 
-        `H = -(c1 sum_y p_y ln q_y + c0 sum_y ln q_y) / ln 2` with `c1 = 1 - alpha`,
-        `c0 = alpha / V` (= -sum q ln q / ln 2): both sums are float32 row sums of terms of one
-        sign (no cancellation), combined in float64.
+        `H = -(c1 sum_y p_y ln q_y + c0 sum_y ln q_y) / ln 2` (= -sum q log2 q) with
+        `c1 = 1 - alpha`, `c0 = alpha / V`: two float32 row sums of terms of one sign each (no
+        cancellation), combined in float64.
         """
-        p, lq = self.p, self.lq
-        torch.clamp(lp, min=LP_FLOOR, out=p)
-        torch.exp(p, out=p)
-        torch.mul(p[:, None, :], self.c1_32, out=lq)
+        V, pv, lq = self.V, self.p[:k, :self.V], self.lq[:k]
+        torch.clamp(self.lp[:k], min=LP_FLOOR, out=pv)
+        pv.exp_()
+        torch.mul(self.p[:k, None, :], self.c1_32, out=lq)
         lq.add_(self.c0_32)  # q = (1 - alpha) p + alpha / V > 0, float32
-        torch.log(lq, out=lq)
-        torch.sum(lq, dim=2, out=self.s_lq)
-        lq.mul_(p[:, None, :])
-        torch.sum(lq, dim=2, out=self.s_plq)
-        e_nats = self.s_plq.double()  # sum_y p_y ln q_y
-        h_nats = self.c1 * e_nats + self.c0 * self.s_lq.double()
-        return -h_nats / LN2, -e_nats / LN2, p
+        lq.log_()
+        s_lq = lq[:, :, :V].sum(dim=2, dtype=torch.float32)  # (k, A) sum_y ln q_y
+        lq.mul_(self.p[:k, None, :])
+        e_nats = lq[:, :, :V].sum(dim=2, dtype=torch.float32).double()  # sum_y p_y ln q_y
+        h_nats = self.c1 * e_nats + self.c0 * s_lq.double()
+        return -h_nats / LN2, -e_nats / LN2
+
+    def __call__(self, logits: torch.Tensor, targets: torch.Tensor, kmax: int) -> tuple:
+        """Statistics of rows (k, V) of any float dtype: ln p(x) (k,), H, E (k, A) float64
+        bits, rank (k,) int64, the kmax largest probabilities (k, kmax) descending."""
+        k = logits.shape[0]
+        z, lp = self.z[:k], self.lp[:k]
+        z.copy_(logits)
+        torch.log_softmax(z, dim=-1, out=lp)
+        logp = lp.gather(1, targets[:, None])[:, 0]
+        hq, ep = self.centers(k)
+        top = torch.topk(self.p[:k, :self.V], kmax, dim=1).values
+        return logp, hq, ep, _rank(z, targets, scratch=lp), top  # lp is free: scratch
 
 
 def _chunk_rows(V: int, A: int, chunk_bytes: int) -> int:
-    """Rows per chunk: the (rows, A, V) float32 tile within `chunk_bytes`, an even count >= 2."""
-    return max(2, chunk_bytes // (4 * A * V) // 2 * 2)
+    """Rows per chunk: the (rows, A, V) float32 tile within `chunk_bytes`, at least one row."""
+    return max(1, chunk_bytes // (4 * A * V))
+
+
+def _run_chunks(logits, targets, n: int, make_chunk, kmax: int, threads: int) -> list:
+    """Per-chunk results of rows [r0, r0 + n), in order. On the CPU with threads > 1 the chunks
+    are shared out to `threads` Python threads, each running torch single-threaded on its own
+    buffers (no barrier per operation); the main thread's settings are restored afterwards."""
+    starts = list(range(0, logits.shape[0], n))
+    if logits.device.type != "cpu" or threads <= 1 or len(starts) == 1:
+        chunk = make_chunk()
+        return [chunk(logits[r0:r0 + n], targets[r0:r0 + n], kmax) for r0 in starts]
+    out, todo, local = [None] * len(starts), iter(range(len(starts))), threading.local()
+    prev = torch.get_num_threads()
+
+    def work(_):
+        torch.set_num_threads(1)  # this thread's OpenMP setting: ops run inline
+        chunk = local.__dict__.setdefault("chunk", make_chunk())
+        for i in todo:  # next() of a shared iterator: each chunk taken once
+            out[i] = chunk(logits[starts[i]:starts[i] + n], targets[starts[i]:starts[i] + n],
+                           kmax)
+
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(work, range(threads)))
+    finally:
+        torch.set_num_threads(prev)  # also resets the process-wide MKL thread count
+    return out
 
 
 def token_stats(logits: torch.Tensor, targets: torch.Tensor, alphas=ALPHA_GRID, topk=TOPK,
-                chunk_bytes: int = CHUNK_BYTES) -> TokenStats:
+                chunk_bytes: int = CHUNK_BYTES, threads: int | None = None) -> TokenStats:
     """Vectorized statistics; logits (N, V) any float dtype/device, targets (N,) int64.
 
-    Rows are processed in chunks of a fixed number of rows (the last one filled up with copies
-    of its first row, whose results are dropped): every row is read once per chunk, all alphas
-    at once, into buffers allocated once per call. With one chunk shape every row goes through
-    the same kernels, whatever N and its neighbours.
+    Rows are processed in chunks of `chunk_bytes` (`_Chunk`): each chunk is read once for all
+    alphas into buffers allocated once per thread; `threads` (default torch's) threads share
+    the chunks on the CPU. The numbers of a row do not depend on the chunking or the threads.
     """
     N, V = logits.shape
     if N == 0:
         return _empty(len(alphas), len(topk))
     n = _chunk_rows(V, len(alphas), chunk_bytes)
     dev, kmax = logits.device, min(max(topk), V)
-    centers = _Centers(n, V, alphas, dev)
-    z32, lp = torch.empty(n, V, device=dev), torch.empty(n, V, device=dev)
-    t_all = targets.to(dev)
-    out = {k: [] for k in ("logp", "hq", "ep", "rank", "top")}
-    for r0 in range(0, N, n):
-        k = min(n, N - r0)
-        rows = torch.arange(r0, r0 + n, device=dev)
-        rows[k:] = r0  # the last chunk: filled up with copies of its first row
-        src, t = (logits[r0:r0 + n], t_all[r0:r0 + n]) if k == n else (logits[rows], t_all[rows])
-        z32.copy_(src)
-        torch.log_softmax(z32, dim=-1, out=lp)
-        out["logp"].append(lp.gather(1, t[:, None])[:k, 0].clone())
-        hq, ep, p = centers(lp)
-        out["hq"].append(hq[:k])
-        out["ep"].append(ep[:k])
-        out["top"].append(torch.topk(p, kmax, dim=1).values[:k])
-        out["rank"].append(_rank(z32, t, scratch=lp)[:k])  # lp is free again: scratch
-    cat = {k: torch.cat(v) for k, v in out.items()}
-    return _finish(cat["logp"], cat["hq"], cat["ep"], cat["rank"], _topmass(cat["top"], topk),
-                   V, alphas, topk)
+    parts = _run_chunks(logits, targets.to(dev), n, lambda: _Chunk(n, V, alphas, dev), kmax,
+                        torch.get_num_threads() if threads is None else threads)
+    logp, hq, ep, rank, top = (torch.cat(x) for x in zip(*parts))
+    return _finish(logp, hq, ep, rank, _topmass(top, topk), V, alphas, topk)
 
 
 def _empty(A: int, K: int) -> TokenStats:
