@@ -116,51 +116,58 @@ def tokenbound_nll(fn, tokens, off, start_id, w, batch, V) -> tuple[float, int]:
 
 
 def profile_stats(fn, tokens, off, start_id, w, batch) -> list[tuple[str, float]]:
-    """Seconds per phase on one batch: the forward pass, then each step of `token_stats`."""
+    """Seconds per phase on one batch: the forward pass, each step of `token_stats`'s chunk
+    statistics run on one thread over all rows, and `token_stats` itself (all threads)."""
+    import importlib
+
     import torch
 
     from tokenbound.bounds.grids import ALPHA_GRID
-    from tokenbound.evaluation import token_stats as tsm
     from tokenbound.evaluation.windows import padded_inputs
 
+    tsm = importlib.import_module("tokenbound.evaluation.token_stats")
     b = np.arange(min(batch, len(w)))
     inputs, targets = padded_inputs(tokens, off, start_id, w, b, start_id)
     out = []
     with torch.inference_mode():
         t0 = time.perf_counter()
         logits = fn(torch.from_numpy(inputs))
-        out.append(("forward", time.perf_counter() - t0))
-        z_all = logits.reshape(-1, logits.shape[-1])
-        t_all = torch.from_numpy(targets.reshape(-1))
+        out.append(("forward (all threads)", time.perf_counter() - t0))
+        z_all, t_all = logits.reshape(-1, logits.shape[-1]), torch.from_numpy(targets.reshape(-1))
         N, V = z_all.shape
         n = tsm._chunk_rows(V, len(ALPHA_GRID), tsm.CHUNK_BYTES)
-        c = tsm._Centers(n, V, ALPHA_GRID, "cpu")
-        z32, lp = torch.empty(n, V), torch.empty(n, V)
+        c = tsm._Chunk(n, V, ALPHA_GRID, "cpu")
+        pv, lq = c.p[:, :V], c.lq
         steps = {
-            "copy to fp32": lambda z, t: z32.copy_(z),
-            "log-softmax": lambda z, t: torch.log_softmax(z32, -1, out=lp),
-            "p = exp(max(ln p, floor))": lambda z, t: torch.exp(
-                torch.clamp(lp, min=tsm.LP_FLOOR, out=c.p), out=c.p),
+            "copy to fp32": lambda z, t: c.z.copy_(z),
+            "log-softmax": lambda z, t: torch.log_softmax(c.z, -1, out=c.lp),
+            "p = exp(max(ln p, floor))": lambda z, t: torch.clamp(c.lp, min=tsm.LP_FLOOR,
+                                                                  out=pv).exp_(),
             "q for 8 alphas": lambda z, t: torch.mul(c.p[:, None, :], c.c1_32,
-                                                     out=c.lq).add_(c.c0_32),
-            "ln q for 8 alphas": lambda z, t: torch.log(c.lq, out=c.lq),
+                                                     out=lq).add_(c.c0_32),
+            "ln q for 8 alphas": lambda z, t: lq.log_(),
             "sums (sum ln q, sum p ln q)": lambda z, t: (
-                torch.sum(c.lq, 2, out=c.s_lq), c.lq.mul_(c.p[:, None, :]),
-                torch.sum(c.lq, 2, out=c.s_plq)),
-            "top-k": lambda z, t: torch.topk(c.p, min(100, V), dim=1),
-            "rank": lambda z, t: tsm._rank(z32, t, scratch=lp),
+                lq[:, :, :V].sum(2), lq.mul_(c.p[:, None, :]), lq[:, :, :V].sum(2)),
+            "top-k": lambda z, t: torch.topk(pv, min(100, V), dim=1),
+            "rank": lambda z, t: tsm._rank(c.z, t, scratch=c.lp),
         }
         times = dict.fromkeys(steps, 0.0)
-        for r0 in range(0, N - n + 1, n):
-            z, t = z_all[r0:r0 + n], t_all[r0:r0 + n]
-            for name, step in steps.items():
-                t0 = time.perf_counter()
-                step(z, t)
-                times[name] += time.perf_counter() - t0
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            for r0 in range(0, N - n + 1, n):
+                z, t = z_all[r0:r0 + n], t_all[r0:r0 + n]
+                for name, step in steps.items():
+                    t0 = time.perf_counter()
+                    step(z, t)
+                    times[name] += time.perf_counter() - t0
+        finally:
+            torch.set_num_threads(threads)
         t0 = time.perf_counter()
         tsm.token_stats(z_all, t_all)
         whole = time.perf_counter() - t0
-    return out + list(times.items()) + [("token_stats (whole)", whole)]
+    return out + [(k + " (1 thread)", v) for k, v in times.items()] + [
+        ("token_stats (all threads)", whole)]
 
 
 def lm_eval_worker(a) -> int:

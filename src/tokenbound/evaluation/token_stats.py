@@ -50,6 +50,8 @@ CHUNK_BYTES = 2 << 20
 #: Floor on ln p (nats) before exponentiating for the centers and top-k masses:
 #: exp(-86) / 2 = 2.2e-38 > FLT_MIN, so neither p nor (1 - alpha) p nor p ln q is subnormal.
 LP_FLOOR = -86.0
+#: The tile on other devices (GPUs): large, so that each kernel launch has enough work.
+DEVICE_CHUNK_BYTES = 1 << 28
 
 
 def smoothing_range(alpha: float, vocab_size: int) -> tuple[float, float]:
@@ -256,15 +258,15 @@ def token_stats(logits: torch.Tensor, targets: torch.Tensor, alphas=ALPHA_GRID, 
                 chunk_bytes: int = CHUNK_BYTES, threads: int | None = None) -> TokenStats:
     """Vectorized statistics; logits (N, V) any float dtype/device, targets (N,) int64.
 
-    Rows are processed in chunks of `chunk_bytes` (`_Chunk`): each chunk is read once for all
-    alphas into buffers allocated once per thread; `threads` (default torch's) threads share
+    Rows are processed in chunks of `chunk_bytes` (`_Chunk`; `DEVICE_CHUNK_BYTES` off the CPU):
+    each chunk is read once for all alphas into buffers allocated once per thread; `threads` (default torch's) threads share
     the chunks on the CPU. The numbers of a row do not depend on the chunking or the threads.
     """
     N, V = logits.shape
     if N == 0:
         return _empty(len(alphas), len(topk))
-    n = _chunk_rows(V, len(alphas), chunk_bytes)
     dev, kmax = logits.device, min(max(topk), V)
+    n = _chunk_rows(V, len(alphas), chunk_bytes if dev.type == "cpu" else DEVICE_CHUNK_BYTES)
     parts = _run_chunks(logits, targets.to(dev), n, lambda: _Chunk(n, V, alphas, dev), kmax,
                         torch.get_num_threads() if threads is None else threads)
     logp, hq, ep, rank, top = (torch.cat(x) for x in zip(*parts))
@@ -278,7 +280,8 @@ def _empty(A: int, K: int) -> TokenStats:
 
 def token_stats_vchunked(logits: torch.Tensor, targets: torch.Tensor, alphas=ALPHA_GRID,
                          topk=TOPK, vocab_chunk: int = 8192) -> TokenStats:
-    """Same values as `token_stats`, computed over vocabulary chunks (N, Vc).
+    """The statistics of `token_stats` (the same up to float32 rounding of the centers),
+    computed over vocabulary chunks (N, Vc).
 
     Pass 1: logsumexp, rank counts and running top-k values per chunk; pass 2: the center
     sums. No float32 (N, V) tensor is created (the input may be bf16).
