@@ -234,17 +234,19 @@ def _run_chunks(logits, targets, n: int, make_chunk, kmax: int, threads: int) ->
     buffers (no barrier per operation); the main thread's settings are restored afterwards."""
     starts = list(range(0, logits.shape[0], n))
     if logits.device.type != "cpu" or threads <= 1 or len(starts) == 1:
-        chunk = make_chunk()
-        return [chunk(logits[r0:r0 + n], targets[r0:r0 + n], kmax) for r0 in starts]
+        with torch.inference_mode():
+            chunk = make_chunk()
+            return [chunk(logits[r0:r0 + n], targets[r0:r0 + n], kmax) for r0 in starts]
     out, todo, local = [None] * len(starts), iter(range(len(starts))), threading.local()
     prev = torch.get_num_threads()
 
     def work(_):
         torch.set_num_threads(1)  # this thread's OpenMP setting: ops run inline
-        chunk = local.__dict__.setdefault("chunk", make_chunk())
-        for i in todo:  # next() of a shared iterator: each chunk taken once
-            out[i] = chunk(logits[starts[i]:starts[i] + n], targets[starts[i]:starts[i] + n],
-                           kmax)
+        with torch.inference_mode():  # thread-local, like the caller's
+            chunk = local.__dict__.setdefault("chunk", make_chunk())
+            for i in todo:  # next() of a shared iterator: each chunk taken once
+                out[i] = chunk(logits[starts[i]:starts[i] + n],
+                               targets[starts[i]:starts[i] + n], kmax)
 
     try:
         with ThreadPoolExecutor(threads) as pool:
