@@ -26,9 +26,11 @@ Two implementations with the same semantics (same formulas, same pass structure)
 loss X and the clipping stay float64 (`token_stats._finish`), as in every path.
 
 Same statistics as the CPU path `token_stats`, not the same bits: that path sums
-`sum p ln q` and `sum ln q` per row in float32 and forms H from them in float64, and floors
-probabilities at exp(LP_FLOOR) (5e-38, far below float32 rounding of the sums); here H and E are
-float32 sums of `q log2 q` and `p log2 q` in another order. Every path is tested against the
+`sum p ln q` and `sum ln q` per row in float32 and forms H from them in float64; here H and E
+are float32 sums of `q log2 q` and `p log2 q` in another order. Both floor the probabilities of
+the centers at exp(LP_FLOOR) (`token_stats_online` too: no subnormal arithmetic on the CPU); the
+Triton kernel does not (on a GPU subnormals cost nothing), a difference below 5e-38 per entry,
+far below the float32 rounding of the sums. Every path is tested against the
 float64 reference `token_stats_naive` (centers within float32 rounding); logp, X, ranks and
 top-k errors are the same on every path.
 """
@@ -44,8 +46,8 @@ from typing import Callable
 import torch
 
 from tokenbound.bounds.grids import ALPHA_GRID, TOPK
-from tokenbound.evaluation.token_stats import (TokenStats, _empty, _finish, _topmass,
-                                               token_stats, token_stats_vchunked)
+from tokenbound.evaluation.token_stats import (LP_FLOOR, TokenStats, _empty, _finish,
+                                               _topmass, token_stats, token_stats_vchunked)
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +83,8 @@ def _center_sums(z_rows: torch.Tensor, lse: torch.Tensor, alphas, vocab_chunk: i
     hq = torch.zeros(n, len(alphas), device=z_rows.device)
     ep = torch.zeros_like(hq)
     for v0 in range(0, V, vocab_chunk):
-        p = torch.exp(z_rows[:, v0:v0 + vocab_chunk].float() - lse[:, None])  # (n, Vc)
+        lp = z_rows[:, v0:v0 + vocab_chunk].float() - lse[:, None]  # (n, Vc)
+        p = torch.exp(lp.clamp_(min=LP_FLOOR))  # as token_stats: no subnormal p
         for i, al in enumerate(alphas):
             q = (1.0 - al) * p + al / V  # (n, Vc), > 0
             l2 = torch.log2(q)
