@@ -34,7 +34,6 @@ reference; the target's loss `X` is float64 after the fp32 log-softmax.
 from __future__ import annotations
 
 import math
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -229,28 +228,29 @@ def _chunk_rows(V: int, A: int, chunk_bytes: int) -> int:
 
 
 def _run_chunks(logits, targets, n: int, make_chunk, kmax: int, threads: int) -> list:
-    """Per-chunk results of rows [r0, r0 + n), in order. On the CPU with threads > 1 the chunks
-    are shared out to `threads` Python threads, each running torch single-threaded on its own
-    buffers (no barrier per operation); the main thread's settings are restored afterwards."""
+    """Per-chunk results of rows [r0, r0 + n), in order. On the CPU the chunks are shared out
+    to `threads` Python threads, each running torch single-threaded on its own buffers (no
+    OpenMP barrier per operation; one thread per chunk whatever `threads`); the caller's torch
+    thread count is restored afterwards."""
     starts = list(range(0, logits.shape[0], n))
-    if logits.device.type != "cpu" or threads <= 1 or len(starts) == 1:
+    if logits.device.type != "cpu":
         with torch.inference_mode():
             chunk = make_chunk()
             return [chunk(logits[r0:r0 + n], targets[r0:r0 + n], kmax) for r0 in starts]
-    out, todo, local = [None] * len(starts), iter(range(len(starts))), threading.local()
-    prev = torch.get_num_threads()
+    out, todo, prev = [None] * len(starts), iter(range(len(starts))), torch.get_num_threads()
 
     def work(_):
         torch.set_num_threads(1)  # this thread's OpenMP setting: ops run inline
         with torch.inference_mode():  # thread-local, like the caller's
-            chunk = local.__dict__.setdefault("chunk", make_chunk())
+            chunk = make_chunk()
             for i in todo:  # next() of a shared iterator: each chunk taken once
                 out[i] = chunk(logits[starts[i]:starts[i] + n],
                                targets[starts[i]:starts[i] + n], kmax)
 
+    workers = max(1, min(threads, len(starts)))
     try:
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(work, range(threads)))
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(work, range(workers)))
     finally:
         torch.set_num_threads(prev)  # also resets the process-wide MKL thread count
     return out
@@ -261,8 +261,9 @@ def token_stats(logits: torch.Tensor, targets: torch.Tensor, alphas=ALPHA_GRID, 
     """Vectorized statistics; logits (N, V) any float dtype/device, targets (N,) int64.
 
     Rows are processed in chunks of `chunk_bytes` (`_Chunk`; `DEVICE_CHUNK_BYTES` off the CPU):
-    each chunk is read once for all alphas into buffers allocated once per thread; `threads` (default torch's) threads share
-    the chunks on the CPU. The numbers of a row do not depend on the chunking or the threads.
+    each chunk is read once for all alphas into buffers allocated once per thread; on the CPU
+    `threads` threads (default: torch's count) share the chunks. The numbers of a row do not
+    depend on the chunking or the threads.
     """
     N, V = logits.shape
     if N == 0:
