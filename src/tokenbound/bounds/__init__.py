@@ -13,9 +13,11 @@ from tokenbound.bounds.basics import (LN2 as LN2_NATS, complexity_nats, ln_grid,
                                       psi, smoothing, split_delta)
 from tokenbound.bounds.core import (Context, best, best_per_family, candidates_grid, check_m,
                                     check_mean, hoeffding_term, with_lambdas)
-from tokenbound.bounds.certify import certify_documents, certify_exact, certify_topk_exact
+from tokenbound.bounds.certify import (certify_documents, certify_exact, certify_topk_exact,
+                                       topk_applicable)
 from tokenbound.bounds.compat import paper_bound
-from tokenbound.bounds.result import BoundResult, Certification, is_vacuous
+from tokenbound.bounds.result import (TRIVIAL_LABEL, BoundResult, Certification, is_vacuous,
+                                     trivial_cap, value_label)
 from tokenbound.bounds.sampled import certify_sampled
 from tokenbound.bounds.sampling import (betting_ucb, hoeffding_ucb, maurer_pontil_ucb,
                                         sample_ucb)
@@ -25,9 +27,9 @@ __all__ = [
     "grids", "LN2_NATS", "smoothing", "prefix_free_bits", "ln_grid", "complexity_nats",
     "split_delta", "psi",
     "Context", "check_m", "check_mean", "candidates_grid", "with_lambdas", "hoeffding_term",
-    "best", "best_per_family", "is_vacuous",
+    "best", "best_per_family", "is_vacuous", "trivial_cap", "value_label", "TRIVIAL_LABEL",
     "azuma_term", "fan_term", "betting_bound", "kl_bound",
     "hoeffding_ucb", "maurer_pontil_ucb", "betting_ucb", "sample_ucb",
-    "certify_exact", "certify_topk_exact", "certify_sampled", "certify_documents",
+    "certify_exact", "certify_topk_exact", "topk_applicable", "certify_sampled", "certify_documents",
     "paper_bound", "BoundResult", "Certification",
 ]

@@ -115,6 +115,9 @@ def certify_topk_exact(m, errors_sum, center_sum=None, sq_dev_sum=None, *, k, vo
     the loss bound (its own delta).
     """
     m = check_m(m)
+    if not 1 <= k < vocab_size:
+        raise UserError(f"top-{k} error needs 1 <= k < V = {vocab_size}: with k >= V every token "
+                        "is in the top k (skip this k; see `topk_applicable`)")
     fams = ["azuma"] + (["bernstein"] if center_sum is not None and sq_dev_sum is not None else [])
     fams.append("kl")
     common = Context(delta, split_delta(delta, m), int(code_bits), int(extra_bits), m, None,
@@ -139,6 +142,16 @@ def certify_topk_exact(m, errors_sum, center_sum=None, sq_dev_sum=None, *, k, vo
                                    parts=parts, grid_sizes=with_lambdas(base, bernstein_lams),
                                    extras={"var_mean": var_mean}, **kw))
     return Certification(best=best(cands), candidates=tuple(cands))
+
+
+def topk_applicable(topk, vocab_size) -> tuple[int, ...]:
+    """The k of `topk` that mean something for a vocabulary of `vocab_size` symbols: `k < V`.
+
+    The one place that drops top-k rows: for `k >= V` every token is among the top k (error 0,
+    random guess `1 - k/V <= 0`), so no bound or row is produced for it. What is paid for the
+    choice of k (`k_choices`) stays the number of k evaluated (conservative).
+    """
+    return tuple(int(k) for k in topk if int(k) < int(vocab_size))
 
 
 def certify_documents(doc_means, *, vocab_size, code_bits, extra_bits=0, delta=0.05,

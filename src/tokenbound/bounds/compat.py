@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from tokenbound.bounds.basics import LN2, check_bits, check_open_unit, papers_prefix_bits
-from tokenbound.bounds.result import BoundResult, is_vacuous
+from tokenbound.bounds.result import BoundResult, is_vacuous, trivial_cap
 
 
 def paper_bound(mean_bits: float, offset: float, range_c: float, m: int, n: int, code_bits: int,
@@ -21,7 +21,8 @@ def paper_bound(mean_bits: float, offset: float, range_c: float, m: int, n: int,
     """The paper's bound, `mean_bits` = sampled mean smoothed loss in bits (offset included).
 
     Complexity term `c sqrt((D - ln(r delta)) / (2m))`, sampling term
-    `c sqrt(-ln((1 - r) delta) / (2n))`; `certificate=False`.
+    `c sqrt(-ln((1 - r) delta) / (2n))`; `certificate=False`. The value is capped at the trivial
+    `a + c` like every bound's (`trivial_cap`; the terms keep the published arithmetic).
     """
     delta = check_open_unit(delta, "delta")
     extra = check_bits(extra_bits, "extra bits")
@@ -30,7 +31,7 @@ def paper_bound(mean_bits: float, offset: float, range_c: float, m: int, n: int,
     r = n / (n + m)
     comp = range_c * math.sqrt((d_nats - math.log(r * delta)) / (2.0 * m))
     samp = range_c * math.sqrt(-math.log((1.0 - r) * delta) / (2.0 * n))
-    value = mean_bits + comp + samp
+    value, trivial = trivial_cap(mean_bits + comp + samp, offset, range_c)
     return BoundResult(
         value=value, empirical=float(mean_bits), offset=float(offset), range=float(range_c),
         complexity_term=comp, sampling_term=samp, family="paper", alpha=alpha, lam=None,
@@ -40,4 +41,5 @@ def paper_bound(mean_bits: float, offset: float, range_c: float, m: int, n: int,
                                                       "delta": -math.log(r * delta)},
         m=int(m), n=int(n), grid_sizes={}, random_guess=random_guess,
         vacuous=is_vacuous(value, random_guess, offset, range_c), certificate=False,
+        trivial=trivial,
         statement="the published code's arithmetic; NOT a certificate (alpha search unpaid)")

@@ -5,7 +5,8 @@
   seeing the results (checkpoints, quantization variants, strides: DESIGN 2.1).
 - `with_lambdas`: a grid dictionary plus the lambda grid of a family.
 - `Context`: what one certification shares (delta split, C, E, m, n): its `k` is K in nats
-  (`complexity_nats`) and its `result` builds a `BoundResult` with `vacuous` and the terms set.
+  (`complexity_nats`) and its `result` builds a `BoundResult` with `vacuous` and the terms set, the
+  value capped at the trivial `a + c` (`trivial_cap`).
 - `hoeffding_term`: the Hoeffding sampling term `c sqrt(ln(g / delta) / (2n))` (DESIGN 2.5).
 - `best`, `best_per_family`: the minimum over candidates, overall and per family (and alpha).
 
@@ -18,7 +19,7 @@ import math
 from dataclasses import dataclass
 
 from tokenbound.bounds.basics import complexity_nats, prefix_free_bits
-from tokenbound.bounds.result import BoundResult, is_vacuous
+from tokenbound.bounds.result import BoundResult, is_vacuous, trivial_cap
 from tokenbound.errors import UserError
 
 TOKEN_STATEMENT = ("conditional risk R(h) = (1/m) sum_i E[l_i | x_<i] on the training contexts "
@@ -77,16 +78,19 @@ class Context:
 
     def result(self, *, value, empirical, offset, rng, sampling, family, alpha, lam, center,
                k, parts, grid_sizes, extras=None, certificate=True) -> BoundResult:
-        """A `BoundResult` whose complexity term is `value - empirical - sampling` (bits)."""
+        """A `BoundResult` whose complexity term is `value - empirical - sampling` (bits) and
+        whose value is capped at the trivial `offset + rng` (`trivial_cap`)."""
+        capped, trivial = trivial_cap(value, offset, rng)
         return BoundResult(
-            value=float(value), empirical=float(empirical), offset=float(offset), range=float(rng),
+            value=capped, empirical=float(empirical), offset=float(offset), range=float(rng),
             complexity_term=float(value - empirical - sampling), sampling_term=float(sampling),
             family=family, alpha=alpha, lam=lam, center=center, delta=self.delta,
             delta_split=dict(self.split), code_bits=self.code_bits,
             prefix_free_bits=prefix_free_bits(self.code_bits), extra_bits=self.extra_bits,
             k_nats=float(k), k_parts=parts, m=self.m, n=self.n, grid_sizes=dict(grid_sizes),
             random_guess=self.random_guess,
-            vacuous=is_vacuous(value, self.random_guess, offset, rng), certificate=certificate,
+            vacuous=is_vacuous(capped, self.random_guess, offset, rng), certificate=certificate,
+            trivial=trivial,
             statement=self.statement, extras=extras or {})
 
 

@@ -25,10 +25,13 @@ def _jsonable(value):
 class BoundResult:
     """One upper bound, in bits per token (or error rate for top-k), with all its terms.
 
-    `value = empirical + complexity_term + sampling_term` (up to float rounding), where
-    `empirical` is the mean loss with the offset included (`Rhat = a + Xbar`; the sample mean in
-    sampled mode). For the betting and kl families the complexity term is defined as
-    `value - empirical - sampling_term` (the bound is not additive in form).
+    `value = min(a + c, empirical + complexity_term + sampling_term)` (up to float rounding),
+    where `empirical` is the mean loss with the offset included (`Rhat = a + Xbar`; the sample
+    mean in sampled mode). For the betting and kl families the complexity term is defined as
+    `uncapped value - empirical - sampling_term` (the bound is not additive in form).
+    Every loss lies in `[a, a + c]`, so `a + c` (1 for top-k) bounds the risk for every model
+    without any data: a bound above it is replaced by `a + c` and labelled `trivial`
+    (`trivial_cap`). The terms keep their uncapped values, so their sum shows what C cost.
     """
 
     value: float  #: the bound (bits/token, offset included; error rate for top-k)
@@ -54,12 +57,35 @@ class BoundResult:
     random_guess: float | None  #: log2 V bits (1 - k/V for top-k)
     vacuous: bool  #: value >= random guess (or >= a + c when unknown)
     certificate: bool  #: False for the paper's compatibility arithmetic
+    trivial: bool = False  #: the bound reached a + c and was capped there (it says nothing)
     statement: str = ""  #: what is bounded, in words
     extras: dict = field(default_factory=dict)  #: family-specific numbers (v, UCBs, ...)
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict (non-finite floats -> None)."""
         return _jsonable(dataclasses.asdict(self))
+
+
+def trivial_cap(value: float, offset: float, range_c: float) -> tuple[float, bool]:
+    """`(min(value, a + c), value >= a + c)`: the one place where every bound is capped.
+
+    Every smoothed loss lies in `[a, a + c]` (every top-k error in `[0, 1]`: `a = 0, c = 1`),
+    so `R(h) <= a + c` holds for every model with probability 1; a bound at or above it is
+    replaced by it and called trivial. (The random-guess value `log2 V` is not a bound on a
+    model's risk and is never used as a cap: it only decides `vacuous`.)
+    """
+    trivial = float(offset) + float(range_c)
+    return (trivial, True) if value >= trivial else (float(value), False)
+
+
+#: How tables label a bound that `trivial_cap` capped.
+TRIVIAL_LABEL = "trivial (capped at a + c)"
+
+
+def value_label(value: float, trivial: bool = False, digits: int = 4) -> str:
+    """A bound's value for tables: `"3.5140"`, or `"21.2877 trivial (capped at a + c)"`."""
+    text = f"{value:.{digits}f}"
+    return f"{text} {TRIVIAL_LABEL}" if trivial else text
 
 
 def is_vacuous(value: float, random_guess: float | None, offset: float, range_c: float) -> bool:

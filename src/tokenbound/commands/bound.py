@@ -18,7 +18,7 @@ EPILOG = """examples:
 CSV_ROWS = ("certified", "candidate", "document", "top-K", "paper")
 CSV_COLUMNS = ("bound", "family", "alpha", "center", "lam", "value", "empirical", "offset",
                "range", "complexity_term", "sampling_term", "delta", "code_bits", "m", "n",
-               "random_guess", "vacuous", "certificate")
+               "random_guess", "vacuous", "certificate", "trivial")
 
 
 def add_arguments(parser):
@@ -99,33 +99,37 @@ def run(args) -> int:
 
 
 def _print(res: dict, code_bits: int) -> None:
+    from tokenbound.bounds import best_per_family, value_label
+
     best = res["token"]["best"]
-    print(f"certified bound: {best['value']:.4f} bits/token ({best['family']}, alpha = "
+    print(f"certified bound: {value_label(best['value'], best.get('trivial', False))} "
+          f"bits/token ({best['family']}, alpha = "
           f"{best['alpha']}, delta = {best['delta']}; "
           f"{'VACUOUS' if best['vacuous'] else 'non-vacuous'}; random guess "
           f"{best['random_guess']:.3f})")
     print(f"  empirical {best['empirical']:.4f} + complexity {best['complexity_term']:.4f} + "
           f"sampling {best['sampling_term']:.4f}   (C = {code_bits:,} bits, m = {res['m']:,})")
-    from tokenbound.bounds import best_per_family
-
     for f, c in best_per_family(res["token"]["candidates"]).items():
-        print(f"  {f:10s} {c['value']:.4f}  (alpha {c['alpha']}, center {c['center']})")
+        print(f"  {f:10s} {value_label(c['value'], c.get('trivial', False))}  (alpha "
+              f"{c['alpha']}, center {c['center']})")
     if res.get("eval_manifest", {}).get("dtype", "fp32") != "fp32":
         print(f"  (scored in {res['eval_manifest']['dtype']}: the bound holds for the decoded "
               f"model with its weights rounded to {res['eval_manifest']['dtype']})")
     if res.get("paper"):
-        print(f"  paper      {res['paper']['value']:.4f}  (not a certificate)")
+        print(f"  paper      {value_label(res['paper']['value'], res['paper'].get('trivial', False))}"
+              "  (not a certificate)")
     if res["mode"] == "sampled":  # res["topk"] lists the k evaluated; no top-k bounds here
         est = best.get("extras", {}).get("estimator", "betting")
         print(f"  sampled: n = {res['n']:,} draws ({est} UCBs); top-k error and "
               "document-level bounds need evaluate --mode exact")
         return
     for k, t in res["topk"].items():
-        print(f"top-{k} error bound {t['best']['value']:.4f} ({t['best']['family']}; empirical "
+        print(f"top-{k} error bound {value_label(t['best']['value'], t['best'].get('trivial', False))}"
+              f" ({t['best']['family']}; empirical "
               f"{t['best']['empirical']:.4f})")
     doc = res["token"].get("document")
     if doc:
-        print(f"document-level bound {doc['value']:.4f} (N = {doc['m']:,} documents, i.i.d. assumed)")
+        print(f"document-level bound {value_label(doc['value'], doc.get('trivial', False))} (N = {doc['m']:,} documents, i.i.d. assumed)")
 
 
 def _csv_rows(res: dict) -> list[tuple[str, dict]]:

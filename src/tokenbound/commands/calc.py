@@ -12,7 +12,8 @@ HELP = "compute a bound from summary numbers (mean loss, tokens, code bits)"
 
 DESCRIPTION = """Compute a token-level bound from summary numbers (bits per token throughout).
 
-  L = C + 2 log2 C bits (+1 unless 8 | C; 0 if C = 0)   D = (L + E) ln 2 nats   G = --grid-points
+  L = C + 2 log2 C bits (+1 unless 8 | C; 0 if C = 0)   every bound is capped at the trivial
+  a + c (every loss lies in [a, a + c]) and then labelled "trivial (capped at a + c)"   D = (L + E) ln 2 nats   G = --grid-points
   c, a from --vocab V --alpha A:  a = -log2(1 - A + A/V),  c = log2(1 + (1 - A) V / A)
   (or given directly by --range c --offset a; --range 1 --offset 0 is a top-k error rate)
 
@@ -170,14 +171,15 @@ def compute(inputs: dict) -> dict:
     Every term comes from `tokenbound.bounds` (the functions `certify_exact`, `certify_sampled`
     and `paper_bound` use); this module only parses the flags and lays out the result.
     """
-    from tokenbound.bounds import LN2_NATS, is_vacuous, prefix_free_bits
+    from tokenbound.bounds import LN2_NATS, is_vacuous, prefix_free_bits, trivial_cap
 
     p = _parse(inputs)
     pf = prefix_free_bits(p["code_bits"])
     out = dict(p, prefix_free_bits=pf, d_nats=(pf + p["extra_bits"]) * LN2_NATS, lam=None,
                sampling_term=0.0, certificate=True, empirical=p["mean"])
     out.update({"paper": _paper, "azuma": _azuma, "bernstein": _bernstein}[p["method"]](p))
-    out["bound"] = out["mean"] + out["complexity_term"] + out["sampling_term"]
+    out["bound"], out["trivial"] = trivial_cap(
+        out["mean"] + out["complexity_term"] + out["sampling_term"], out["offset"], out["range"])
     out["vacuous"] = is_vacuous(out["bound"], out["random_guess"], out["offset"], out["range"])
     return out
 
@@ -232,11 +234,14 @@ def _bernstein(p: dict) -> dict:
 
 
 def _table(r: dict) -> str:
+    from tokenbound.bounds import value_label
+
     rows = [("method", r["method"] + ("" if r["certificate"] else "  (NOT a certificate)")),
             ("empirical mean (bits)", f"{r['empirical']:.6f}"),
             ("complexity term", f"{r['complexity_term']:.6f}"),
             ("sampling term", f"{r['sampling_term']:.6f}"),
-            ("bound (bits/token)", f"{r['bound']:.6f}" + ("  VACUOUS" if r["vacuous"] else "")),
+            ("bound (bits/token)", value_label(r["bound"], r["trivial"], 6)
+             + ("  VACUOUS" if r["vacuous"] else "")),
             ("range c / offset a", f"{r['range']:.6f} / {r['offset']:.6f}"),
             ("code bits C -> L", f"{r['code_bits']:,} -> {r['prefix_free_bits']:,.1f}"),
             ("tokens M / samples n", f"{r['tokens']:,} / {r['samples'] if r['samples'] else '-'}"),

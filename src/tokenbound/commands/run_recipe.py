@@ -52,14 +52,17 @@ def print_summary(rep: dict, out: str) -> None:
     unit = rep["unit"]
     fam = rep["families"][rep["certified_family"]]
     print()
-    print(f"certified bound: {rep['bound_bits_per_token']:.4f} {unit}  "
+    from tokenbound.bounds import value_label
+
+    print(f"certified bound: {value_label(rep['bound_bits_per_token'], rep.get('trivial', False))}"
+          f" {unit}  "
           f"({rep['certified_family']}, alpha = {fam['alpha']}, probability >= "
           f"{1 - rep['delta']:.2f}; {'VACUOUS' if rep['vacuous'] else 'non-vacuous'}, random "
           f"guess {rep['random_guess_bits_per_token']:.2f})")
     print(f"  = training loss (smoothed) {fam['empirical']:.4f} + complexity "
           f"{fam['complexity_term']:.4f} + sampling {fam['sampling_term']:.4f}")
     for name, f in rep["families"].items():
-        print(f"  {name:28s} {f['bound']:.4f}")
+        print(f"  {name:28s} {value_label(f['bound'], f.get('trivial', False))}")
     if rep.get("heldout_bits_per_token") is not None:
         print(f"training loss {rep['empirical_bits_per_token']:.4f}, held-out loss "
               f"{rep['heldout_bits_per_token']:.4f} {unit} (unsmoothed)")

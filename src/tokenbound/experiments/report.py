@@ -49,7 +49,7 @@ def build_report(recipe, res: RunResults) -> dict:
         else ev.totals.get("mean_bits"),
         "heldout_bits_per_token": None if held is None else held.totals.get("mean_bits"),
         "random_guess_bits_per_token": math.log2(cert.vocab_size),
-        "vacuous": best["vacuous"], "delta": recipe.delta,
+        "vacuous": best["vacuous"], "trivial": best.get("trivial", False), "delta": recipe.delta,
         "code_bits": comp.total_bits, "prefix_free_bits": comp.prefix_free_bits,
         "extra_bits": recipe.extra_bits,
         "bits_by_part": comp.bits_by_part, "trained_parameters": comp.trained_parameters,
@@ -58,7 +58,8 @@ def build_report(recipe, res: RunResults) -> dict:
         "n_tokens": cert.m, "n_scored": ev.totals.get("n_tokens"),
         "mode": cert.mode,
         "bound_vs_alpha": _curve(cert),
-        "topk": {k: {"bound": t["best"]["value"], "empirical": t["best"]["empirical"],
+        "topk": {k: {"bound": t["best"]["value"], "trivial": t["best"].get("trivial", False),
+                     "empirical": t["best"]["empirical"],
                      "family": t["best"]["family"], "random_guess": t["best"]["random_guess"]}
                  for k, t in cert.topk.items()} if cert.mode == "exact" else {},
         "document_level": cert.token.get("document"),
@@ -88,7 +89,8 @@ def _families(cert: Certified) -> dict:
     fams = {f: {"bound": c["value"], "empirical": c["empirical"],
                 "complexity_term": c["complexity_term"], "sampling_term": c["sampling_term"],
                 "alpha": c["alpha"], "center": c["center"], "lam": c["lam"],
-                "k_nats": c["k_nats"], "certificate": c["certificate"]}
+                "k_nats": c["k_nats"], "certificate": c["certificate"],
+                "trivial": c.get("trivial", False)}
             for f, c in best_per_family(cert.token["candidates"]).items()}
     if cert.paper:
         p = cert.paper
@@ -96,7 +98,7 @@ def _families(cert: Certified) -> dict:
             "bound": p["value"], "empirical": p["empirical"],
             "complexity_term": p["complexity_term"], "sampling_term": p["sampling_term"],
             "alpha": p["alpha"], "center": None, "lam": None, "k_nats": p["k_nats"],
-            "certificate": False}
+            "certificate": False, "trivial": p.get("trivial", False)}
     return fams
 
 
@@ -159,6 +161,13 @@ def fmt_cell(x: Any, digits: int = 4, compact: bool = False) -> str:
     return str(x)
 
 
+def _bound_cell(value, trivial) -> str:
+    """A bound for a table: `fmt_cell`'s text, labelled when it was capped at the trivial a + c."""
+    from tokenbound.bounds import TRIVIAL_LABEL
+
+    return fmt_cell(value) + (f" {TRIVIAL_LABEL}" if trivial else "")
+
+
 def render_markdown(rep: dict) -> str:
     """The human summary: certified bound, its terms, the references, then the top-k bounds."""
     unit = rep.get("unit", "bits per token")
@@ -166,7 +175,8 @@ def render_markdown(rep: dict) -> str:
     lines = [
         f"# tokenbound certificate: {rep.get('name', 'run')}",
         "",
-        f"**Certified bound: {fmt_cell(rep['bound_bits_per_token'])} {unit}** "
+        f"**Certified bound: {_bound_cell(rep['bound_bits_per_token'], rep.get('trivial'))} "
+        f"{unit}** "
         f"(probability >= {1 - rep['delta']:.2f}; {'VACUOUS' if rep['vacuous'] else 'non-vacuous'}: "
         f"random guessing is {fmt_cell(rep['random_guess_bits_per_token'])}).",
         "",
@@ -175,7 +185,7 @@ def render_markdown(rep: dict) -> str:
         "| quantity | value |",
         "|---|---|",
         f"| certified bound ({rep['certified_family']}, alpha = {best['alpha']}) | "
-        f"{fmt_cell(best['bound'])} |",
+        f"{_bound_cell(best['bound'], best.get('trivial'))} |",
         f"| = smoothed training loss (offset included) | {fmt_cell(best['empirical'])} |",
         f"| + complexity term | {fmt_cell(best['complexity_term'])} |",
         f"| + sampling term | {fmt_cell(best['sampling_term'])} |",
@@ -194,7 +204,7 @@ def render_markdown(rep: dict) -> str:
     ]
     for name, f in rep["families"].items():
         lines.append(f"| {name} | {fmt_cell(f.get('certificate', True))} | "
-                     f"{fmt_cell(f['bound'])} | {fmt_cell(f['empirical'])} | "
+                     f"{_bound_cell(f['bound'], f.get('trivial'))} | {fmt_cell(f['empirical'])} | "
                      f"{fmt_cell(f['complexity_term'])} | {fmt_cell(f['sampling_term'])} | "
                      f"{f.get('alpha')} | {f.get('center') or '—'} |")
     topk = rep.get("topk", {})
@@ -202,7 +212,8 @@ def render_markdown(rep: dict) -> str:
         lines += ["", "## Top-k error bounds (each at the same delta)", "",
                   "| k | bound | empirical error | random guess (1 - k/V) |", "|---|---|---|---|"]
         for k, t in topk.items():
-            lines.append(f"| {k} | {fmt_cell(t['bound'])} | {fmt_cell(t['empirical'])} | "
+            lines.append(f"| {k} | {_bound_cell(t['bound'], t.get('trivial'))} | "
+                         f"{fmt_cell(t['empirical'])} | "
                          f"{fmt_cell(t['random_guess'])} |")
     notes = rep.get("notes", [])
     if notes:

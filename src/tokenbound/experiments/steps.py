@@ -236,7 +236,7 @@ def certify(eval_dir: str | Path, code_bits: int, *, delta: float = 0.05, extra_
     Exact mode: `certify_exact` (azuma, bernstein, betting; the certified value is their
     minimum with ln(#families), ln(#alphas), ln(#centers) and each lambda grid paid, and
     ln(extra_candidates) for other models or strides compared on these results), top-k
-    bounds (`certify_topk_exact`, k in TOPK, each its own certificate at `delta`), the
+    bounds (`certify_topk_exact`, k in TOPK with k < V, each its own certificate at `delta`), the
     document-level bound, and the paper's arithmetic (not a certificate; it needs a sample,
     so it is only computed in sampled mode). Sampled mode: `certify_sampled`.
     """
@@ -261,6 +261,8 @@ def certify(eval_dir: str | Path, code_bits: int, *, delta: float = 0.05, extra_
                                **grids, **common)
         topk = {}
         for j, k in enumerate(ks):
+            if k not in B.topk_applicable(ks, V):  # k >= V: no top-k row (error 0 by definition)
+                continue
             c = B.certify_topk_exact(m, tot["topk_err"][j], tot["topk_center"][j],
                                      tot["topk_dev2"][j], k=k, k_choices=len(ks), **common)
             topk[str(k)] = c.to_dict()
