@@ -71,3 +71,19 @@ def test_topk_rows_only_for_k_below_vocabulary():
     assert topk_applicable((1, 10, 100), 50257) == (1, 10, 100)
     with pytest.raises(UserError, match="k < V"):
         certify_topk_exact(1000, 3.0, vocab_size=50, k=100, code_bits=10)
+
+
+def test_report_markdown_labels_a_trivial_bound():
+    from tokenbound.experiments.report import render_markdown
+
+    fam = {"bound": 11.3219, "empirical": 3.0, "complexity_term": 40.0, "sampling_term": 0.0,
+           "alpha": 0.1, "center": None, "certificate": True, "trivial": True}
+    rep = {"name": "t", "families": {"azuma": fam}, "certified_family": "azuma",
+           "bound_bits_per_token": 11.3219, "trivial": True, "delta": 0.05, "vacuous": True,
+           "random_guess_bits_per_token": 8.0, "empirical_bits_per_token": 3.0, "code_bits": 10**6,
+           "n_tokens": 1000, "n_scored": 1000, "provenance": {},
+           "topk": {"1": {"bound": 1.0, "trivial": True, "empirical": 0.5, "random_guess": 0.99}}}
+    text = render_markdown(rep)
+    assert f"**Certified bound: 11.3219 {TRIVIAL_LABEL} bits per token**" in text
+    assert f"| 11.3219 {TRIVIAL_LABEL} | 3.0000 |" in text  # the family table's row
+    assert f"| 1 | 1.0000 {TRIVIAL_LABEL} |" in text
