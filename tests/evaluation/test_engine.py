@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
+from tokenbound.bounds.grids import ALPHA_GRID
 from tokenbound.errors import UserError
 from tokenbound.evaluation import EvalConfig, ModelSource, WindowStats, evaluate, load_result
 from tokenbound.evaluation.sampling import draw_positions, draw_windows
@@ -192,7 +193,8 @@ def test_sampled_mode_unbiased(tmp_path, bigram_source):
                    EvalConfig(context_len=8, stride=3, mode="sampled", n_samples=4000, seed=2))
     stats, _ = load_result(str(tmp_path / "s"))
     arr = stats.sample_arrays()
-    assert arr["Y"].shape == (4000, 8) and arr["W"].shape == (4000, 8, 2)
+    A = len(ALPHA_GRID)
+    assert arr["Y"].shape == (4000, A) and arr["W"].shape == (4000, A, 2)
     assert res["totals"]["n_windows"] == len(np.unique(stats.draws)) < 4000
     y = arr["Y"]
     np.testing.assert_allclose(res["sample"]["mean_Y"], y.mean(0), rtol=1e-12)
@@ -203,4 +205,4 @@ def test_sampled_mode_unbiased(tmp_path, bigram_source):
     ex, _ = load_result(str(tmp_path / "e"))
     unweighted = (ex.sum_x / ex.n_scored[:, None]).mean(0)
     assert np.any(abs(unweighted - mean_x) > 4 * y.std(0, ddof=1) / np.sqrt(len(y)))
-    assert wmean.shape[1] == 8
+    assert wmean.shape[1] == A

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from tokenbound.bounds.grids import ALPHA_GRID
 from tokenbound.errors import UserError
 from tokenbound.evaluation import EvalConfig, evaluate, load_result
 from tokenbound.evaluation import fused
@@ -83,7 +84,7 @@ def test_online_hand_values():
 
 def test_empty_and_fused_dispatch_on_cpu():
     z, t = _plain(4, 50, seed=3)
-    assert token_stats_online(z[:0], t[:0]).x.shape == (0, 8)
+    assert token_stats_online(z[:0], t[:0]).x.shape == (0, len(ALPHA_GRID))
     _assert_same(token_stats_fused(z, t), token_stats_naive(z, t))  # CPU: the online path
 
 

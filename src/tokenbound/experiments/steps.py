@@ -277,11 +277,14 @@ def certify(eval_dir: str | Path, code_bits: int, *, delta: float = 0.05, extra_
 
 
 def paper_from_sample(s: dict, stats, m: int, common: dict) -> dict:
-    """The published arithmetic (DESIGN 2.7), best over alphas: not a certificate."""
+    """The published arithmetic (DESIGN 2.7), best over the paper's own alpha grid
+    (`grids.PAPER_ALPHA_GRID`, whatever else was scored): not a certificate."""
     from tokenbound import bounds as B
 
     best = None
     for ia, alpha in enumerate(stats.meta["alphas"]):
+        if alpha not in B.grids.PAPER_ALPHA_GRID:
+            continue
         a, c = B.smoothing(common["vocab_size"], alpha)
         r = B.paper_bound(a + float(np.mean(s["Y"][:, ia])), a, c, m, int(s["Y"].shape[0]),
                           common["code_bits"], common["extra_bits"], common["delta"], alpha=alpha,
