@@ -7,3 +7,13 @@ project documentation for the mathematics.
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    """`tokenbound.certify` (`tokenbound.api.certify`), imported on first use: `import
+    tokenbound` stays light (no torch)."""
+    if name == "certify":
+        from tokenbound.api import certify
+
+        return certify
+    raise AttributeError(f"module 'tokenbound' has no attribute {name!r}")

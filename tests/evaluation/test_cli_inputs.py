@@ -271,3 +271,19 @@ def test_evaluate_no_progress(pipeline, tmp_path, capsys):
     assert "scoring" in capsys.readouterr().err  # the tqdm bar, on stderr
     assert _evaluate(msg, data / "train", tmp_path / "b", "--no-progress") == 0
     assert "scoring" not in capsys.readouterr().err
+
+
+# ---- tokenbound.certify on a message: the certificate of `evaluate` + `bound` ---------------
+def test_api_certifies_a_message_as_bound_does(pipeline, tmp_path):
+    import tokenbound
+    from tokenbound.bounds import Certification
+    from tokenbound.experiments import steps
+
+    _, data, _, _, msg = pipeline
+    assert _evaluate(msg, data / "train", tmp_path / "ex") == 0
+    res = steps.certify(tmp_path / "ex", 8 * msg.stat().st_size)
+    want = Certification.from_dict(res["token"] if isinstance(res, dict) else res.token)
+    cert = tokenbound.certify(msg, data / "train", context_len=32, batch_size=4)
+    assert cert == want and cert.best.code_bits == 8 * msg.stat().st_size
+    with pytest.raises(UserError, match="C is at least"):
+        tokenbound.certify(msg, data / "train", context_len=32, code_bits=8 * msg.stat().st_size - 8)

@@ -65,6 +65,11 @@ class BoundResult:
         """Plain JSON-able dict (non-finite floats -> None)."""
         return _jsonable(dataclasses.asdict(self))
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "BoundResult":
+        """The result `to_dict` wrote (a bound.json entry); `trivial` False when absent."""
+        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
+
 
 def trivial_cap(value: float, offset: float, range_c: float) -> tuple[float, bool]:
     """`(min(value, a + c), value >= a + c)`: the one place where every bound is capped.
@@ -106,6 +111,14 @@ class Certification:
     best: BoundResult
     candidates: tuple[BoundResult, ...]
     document: BoundResult | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Certification":
+        """The certification `to_dict` wrote (the `token` entry of bound.json)."""
+        doc = d.get("document")
+        return cls(best=BoundResult.from_dict(d["best"]),
+                   candidates=tuple(BoundResult.from_dict(c) for c in d["candidates"]),
+                   document=None if doc is None else BoundResult.from_dict(doc))
 
     def to_dict(self) -> dict:
         return {"best": self.best.to_dict(),
