@@ -7,9 +7,12 @@ DESCRIPTION = """Compute the bounds of every family from an evaluation directory
 `tokenbound evaluate`) and the model's message (its exact length C in bits; or --code-bits for a
 model described elsewhere, e.g. a GGUF file's stored bits). Exact mode: azuma, empirical
 Bernstein and betting token-level bounds (certified value = their minimum, with ln(#families),
-ln(#alphas), ln(#centers) and each lambda grid paid), top-1/10/100 error bounds (kl, azuma,
-bernstein), and the document-level bound. Sampled mode: azuma and Bernstein with sampling terms
-(betting UCBs by default), plus the paper's arithmetic shown beside them (not a certificate)."""
+ln(#alphas), ln(#centers) and each lambda grid paid; the grids the evaluation recorded),
+top-1/10/100 error bounds (kl, azuma, bernstein), and the document-level bound. Sampled mode: azuma and Bernstein with sampling terms
+(betting UCBs by default), plus the paper's arithmetic shown beside them (not a certificate).
+Every loss lies in [a, a + c], so a bound at or above a + c says nothing: it is printed as a + c,
+labelled "trivial (capped at a + c)" (its terms, in --json, keep their uncapped values). Top-k
+rows appear only for k below the vocabulary size."""
 EPILOG = """examples:
   tokenbound bound runs/demo/eval_train --message runs/demo/model.tbm
   tokenbound bound EVAL --code-bits 772614144 --json --out bound.json
