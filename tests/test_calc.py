@@ -181,3 +181,17 @@ def test_human_table_and_subprocess():
                           "--mean", "3.2", "--tokens", "0", "--code-bits", "1", "--vocab", "256",
                           "--alpha", "0.1"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--tokens" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_trivial_bound_is_capped_and_labelled(capsys):
+    # C = 10^6 bits on 1,000 tokens: Azuma's term is about 208 bits; every loss is at most
+    # a + c = log2(V / alpha) = log2(2560) = 11.3219..., so the bound is that, labelled trivial
+    r = compute({"method": "azuma", "mean": 3.2, "tokens": 1000, "code_bits": 10**6,
+                 "vocab": 256, "alpha": 0.1})
+    assert r["bound"] == pytest.approx(math.log2(2560), rel=1e-14) and r["trivial"] is True
+    assert r["complexity_term"] > 200 and r["vacuous"] is True
+    assert compute({"method": "azuma", "mean": 3.2, "tokens": 10**7, "code_bits": 1000,
+                    "vocab": 256, "alpha": 0.1})["trivial"] is False
+    rc, out, _ = _run(capsys, "calc", "--method", "azuma", "--mean", "3.2", "--tokens", "1000",
+                      "--code-bits", "1000000", "--vocab", "256", "--alpha", "0.1")
+    assert rc == 0 and "11.321928 trivial (capped at a + c)  VACUOUS" in out

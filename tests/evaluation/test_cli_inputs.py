@@ -286,4 +286,5 @@ def test_api_certifies_a_message_as_bound_does(pipeline, tmp_path):
     cert = tokenbound.certify(msg, data / "train", context_len=32, batch_size=4)
     assert cert == want and cert.best.code_bits == 8 * msg.stat().st_size
     with pytest.raises(UserError, match="C is at least"):
-        tokenbound.certify(msg, data / "train", context_len=32, code_bits=8 * msg.stat().st_size - 8)
+        tokenbound.certify(msg, data / "train", context_len=32,
+                           code_bits=8 * msg.stat().st_size - 8)

@@ -30,6 +30,7 @@ __all__ = [
     "best", "best_per_family", "is_vacuous", "trivial_cap", "value_label", "TRIVIAL_LABEL",
     "azuma_term", "fan_term", "betting_bound", "kl_bound",
     "hoeffding_ucb", "maurer_pontil_ucb", "betting_ucb", "sample_ucb",
-    "certify_exact", "certify_topk_exact", "topk_applicable", "certify_sampled", "certify_documents",
+    "certify_exact", "certify_topk_exact", "topk_applicable", "certify_sampled",
+    "certify_documents",
     "paper_bound", "BoundResult", "Certification",
 ]

@@ -8,8 +8,9 @@ DESCRIPTION = """Compute the bounds of every family from an evaluation directory
 model described elsewhere, e.g. a GGUF file's stored bits). Exact mode: azuma, empirical
 Bernstein and betting token-level bounds (certified value = their minimum, with ln(#families),
 ln(#alphas), ln(#centers) and each lambda grid paid; the grids the evaluation recorded),
-top-1/10/100 error bounds (kl, azuma, bernstein), and the document-level bound. Sampled mode: azuma and Bernstein with sampling terms
-(betting UCBs by default), plus the paper's arithmetic shown beside them (not a certificate).
+top-1/10/100 error bounds (kl, azuma, bernstein), and the document-level bound. Sampled mode:
+azuma and Bernstein with sampling terms (betting UCBs by default), plus the paper's arithmetic
+shown beside them (not a certificate).
 Every loss lies in [a, a + c], so a bound at or above a + c says nothing: it is printed as a + c,
 labelled "trivial (capped at a + c)" (its terms, in --json, keep their uncapped values). Top-k
 rows appear only for k below the vocabulary size."""
@@ -119,20 +120,22 @@ def _print(res: dict, code_bits: int) -> None:
         print(f"  (scored in {res['eval_manifest']['dtype']}: the bound holds for the decoded "
               f"model with its weights rounded to {res['eval_manifest']['dtype']})")
     if res.get("paper"):
-        print(f"  paper      {value_label(res['paper']['value'], res['paper'].get('trivial', False))}"
-              "  (not a certificate)")
+        paper = res["paper"]
+        print(f"  paper      {value_label(paper['value'], paper.get('trivial', False))}  (not a "
+              "certificate)")
     if res["mode"] == "sampled":  # res["topk"] lists the k evaluated; no top-k bounds here
         est = best.get("extras", {}).get("estimator", "betting")
         print(f"  sampled: n = {res['n']:,} draws ({est} UCBs); top-k error and "
               "document-level bounds need evaluate --mode exact")
         return
     for k, t in res["topk"].items():
-        print(f"top-{k} error bound {value_label(t['best']['value'], t['best'].get('trivial', False))}"
-              f" ({t['best']['family']}; empirical "
-              f"{t['best']['empirical']:.4f})")
+        b = t["best"]
+        print(f"top-{k} error bound {value_label(b['value'], b.get('trivial', False))} "
+              f"({b['family']}; empirical {b['empirical']:.4f})")
     doc = res["token"].get("document")
     if doc:
-        print(f"document-level bound {value_label(doc['value'], doc.get('trivial', False))} (N = {doc['m']:,} documents, i.i.d. assumed)")
+        print(f"document-level bound {value_label(doc['value'], doc.get('trivial', False))} "
+              f"(N = {doc['m']:,} documents, i.i.d. assumed)")
 
 
 def _csv_rows(res: dict) -> list[tuple[str, dict]]:

@@ -12,8 +12,9 @@ HELP = "compute a bound from summary numbers (mean loss, tokens, code bits)"
 
 DESCRIPTION = """Compute a token-level bound from summary numbers (bits per token throughout).
 
-  L = C + 2 log2 C bits (+1 unless 8 | C; 0 if C = 0)   every bound is capped at the trivial
-  a + c (every loss lies in [a, a + c]) and then labelled "trivial (capped at a + c)"   D = (L + E) ln 2 nats   G = --grid-points
+  L = C + 2 log2 C bits (+1 unless 8 | C; 0 if C = 0)   D = (L + E) ln 2 nats   G = --grid-points
+  every bound is capped at the trivial a + c (every loss lies in [a, a + c]), then labelled
+  "trivial (capped at a + c)"
   c, a from --vocab V --alpha A:  a = -log2(1 - A + A/V),  c = log2(1 + (1 - A) V / A)
   (or given directly by --range c --offset a; --range 1 --offset 0 is a top-k error rate)
 
