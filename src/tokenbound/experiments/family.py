@@ -173,7 +173,8 @@ def sample_from_exact(run_dir: Path, scale: dict, n: int = PAPER_SAMPLES) -> dic
     comp = steps.read_json(run_dir / "compress.json")
     V, m = int(stats.meta["vocab_size"]), int(stats.totals()["n_tokens"])
     common = dict(vocab_size=V, code_bits=int(comp["total_bits"]), extra_bits=0, delta=DELTA)
-    cert = B.certify_sampled(arr["Y"], arr["W"], m=m, **common)
+    cert = B.certify_sampled(arr["Y"], arr["W"], m=m, alphas=tuple(stats.meta["alphas"]),
+                             centers=tuple(stats.meta["centers"]), **common)  # as evaluated
     return {"paper": steps.paper_from_sample(arr, stats, m, common),
             "sampled": cert.best.to_dict(), "n": n}
 
