@@ -134,3 +134,12 @@ def test_mistakes_are_user_errors(tmp_path):
         tokenbound.certify(42, st.tokens, code_bits=10, **kw)
     with pytest.raises(UserError, match="does not exist"):
         tokenbound.certify(tmp_path / "none.tbm", st.tokens, **kw)
+
+
+def test_sampled_mode():
+    model, st, _, eot = _bigram_case()
+    cert = tokenbound.certify(model, st.tokens, doc_offsets=st.doc_offsets, eot_id=eot,
+                              context_len=8, code_bits=100, mode="sampled", n_samples=50)
+    assert cert.best.n == 50 and cert.best.m == 88 and cert.document is None
+    assert {c.family for c in cert.candidates} == {"azuma", "bernstein"}
+    assert all(c.sampling_term > 0 for c in cert.candidates)
