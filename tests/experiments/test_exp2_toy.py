@@ -26,7 +26,9 @@ def test_compression_and_doc_vs_token_toy(tmp_path):
                                work=work, **kw)
     (d,) = doc["rows"]
     assert d["token-level bound"] == r["certified"]  # the same run, reused from WORK
-    assert d["documents N"] == 1 and d["document-level bound"] > d["token-level bound"]
+    # both may be capped at the trivial a + c (a toy model); the uncapped terms still differ
+    assert d["documents N"] == 1 and d["document-level bound"] >= d["token-level bound"]
+    assert d["doc complexity term"] > d["token complexity term"]
     assert "Document-level" in render("doc-vs-token", json.loads(json.dumps(doc)))
     # the paper column looked up in the exact statistics equals a real sampled evaluation
     run_dir = family.work_dir(work, True) / "compression" / "dense+subspace"
