@@ -89,7 +89,7 @@ def certify(model, data, *, code_bits: int | None = None, doc_offsets=None,
         evaluate(source, stream, str(work / "eval"), cfg, progress=progress)
         res = steps.certify(work / "eval", code_bits, delta=delta, extra_bits=extra_bits,
                             extra_candidates=extra_candidates, estimator=estimator)
-    return Certification.from_dict(res["token"] if isinstance(res, dict) else res.token)
+    return Certification.from_dict(res.token)
 
 
 @contextlib.contextmanager

@@ -54,15 +54,15 @@ def test_old_grid_evaluation_certifies_with_its_recorded_grid(tmp_path, monkeypa
         evaluate(_source(), st, str(tmp_path / "old"), EvalConfig(context_len=8))
     evaluate(_source(), st, str(tmp_path / "new"), EvalConfig(context_len=8))
     old, new = steps.certify(tmp_path / "old", 800), steps.certify(tmp_path / "new", 800)
-    assert old["alphas"] == list(grids.PAPER_ALPHA_GRID)
-    assert new["alphas"] == list(grids.ALPHA_GRID)
+    assert old.alphas == list(grids.PAPER_ALPHA_GRID)
+    assert new.alphas == list(grids.ALPHA_GRID)
     for res, a in ((old, 8), (new, 10)):
-        for c in res["token"]["candidates"]:
+        for c in res.token["candidates"]:
             assert c["grid_sizes"]["alpha"] == a
             assert c["k_parts"]["grid:alpha"] == pytest.approx(math.log(a))
-        assert res["token"]["document"]["grid_sizes"]["alpha"] == a
+        assert res.token["document"]["grid_sizes"]["alpha"] == a
     # the 8 common alphas: same statistics, so each candidate costs exactly ln(10/8) nats more
-    pick = lambda res, al: [c for c in res["token"]["candidates"]
+    pick = lambda res, al: [c for c in res.token["candidates"]
                             if c["alpha"] == al and c["family"] == "azuma"][0]
     for al in grids.PAPER_ALPHA_GRID:
         o, n = pick(old, al), pick(new, al)
@@ -86,5 +86,5 @@ def test_paper_mode_searches_only_the_papers_alphas(tmp_path):
     want = min(paper_bound(smoothing(V, al)[0] + float(Y[:, ia].mean()), *smoothing(V, al), m, n,
                            800, alpha=al).value
                for ia, al in enumerate(grids.ALPHA_GRID) if al in grids.PAPER_ALPHA_GRID)
-    assert res["paper"]["value"] == pytest.approx(want, rel=1e-14)
-    assert res["paper"]["alpha"] in grids.PAPER_ALPHA_GRID
+    assert res.paper["value"] == pytest.approx(want, rel=1e-14)
+    assert res.paper["alpha"] in grids.PAPER_ALPHA_GRID

@@ -27,8 +27,8 @@ def test_certify_skips_top100_below_100_symbols(eval_dir):
     from tokenbound.experiments import steps
 
     res = steps.certify(eval_dir, 1000)
-    assert V == 48 and res["topk"].keys() == {"1", "10"}
-    for t in res["topk"].values():
+    assert V == 48 and res.topk.keys() == {"1", "10"}
+    for t in res.topk.values():
         assert t["best"]["random_guess"] > 0
         assert t["best"]["grid_sizes"]["k"] == 3  # the choice of k is paid as before
 
