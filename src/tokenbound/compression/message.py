@@ -219,8 +219,21 @@ def _layout(data: bytes) -> tuple[dict, list, list, dict]:
 
 
 def bits_by_part(message) -> dict:
-    """Bits of each part (header, codebooks, counts, payload, raw); they sum to 8 * len."""
-    return _layout(_read_bytes(message))[3]
+    """Bits of each part (header, codebooks, counts, payload, raw); they sum to 8 * len.
+    A group-quantized message (`groupwise.py`) has parts header, scales, counts, payload, raw."""
+    data = _read_bytes(message)
+    if _is_groupwise(data):
+        from tokenbound.compression.groupwise import bits_by_part_groupwise
+
+        return bits_by_part_groupwise(data)
+    return _layout(data)[3]
+
+
+def _is_groupwise(data: bytes) -> bool:
+    """A per-group (block) quantized message (magic b"TBQG", `groupwise.py`)?"""
+    from tokenbound.compression.groupwise import MAGIC as GROUP_MAGIC
+
+    return len(data) >= 10 and data[:4] == GROUP_MAGIC
 
 
 def _check_tensors(header: dict, state: dict) -> None:
@@ -303,6 +316,10 @@ def decode(message) -> tuple:
     (module docstring); a bad message raises `MessageError`.
     """
     data = _read_bytes(message)
+    if _is_groupwise(data):  # per-group (block) quantization: its own module and format
+        from tokenbound.compression.groupwise import decode_groupwise
+
+        return decode_groupwise(data)
     header, groups, raw, bits = _layout(data)
     for g, (codebook, _, _) in enumerate(groups):
         _check_finite(f"message codebook {g}", codebook, MessageError)

@@ -1,0 +1,114 @@
+"""Per-group (block) quantization and its message (compression/groupwise.py)."""
+
+import numpy as np
+import pytest
+import torch
+
+from tokenbound.compression import MessageError, bits_by_part, decode
+from tokenbound.compression.groupwise import (Blocks, GroupConfig, dequantize_blocks,
+                                              encode_groupwise, quantize_blocks,
+                                              quantize_groupwise_)
+from tokenbound.errors import UserError
+
+transformers = pytest.importorskip("transformers")
+
+
+def tiny_llama(seed=0):
+    cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64,
+                                   num_hidden_layers=2, num_attention_heads=4,
+                                   num_key_value_heads=2, max_position_embeddings=64,
+                                   tie_word_embeddings=True)
+    torch.manual_seed(seed)
+    return transformers.LlamaForCausalLM(cfg).eval()
+
+
+def _naive_asym(x, bits):
+    """Reference: per row of x (nb, B), fp16 min and scale, round to nearest, clip."""
+    out = np.empty_like(x)
+    for i, row in enumerate(x):
+        m = np.float16(row.min())
+        d = np.float16((row.max() - np.float32(m)) / (2 ** bits - 1))
+        q = np.clip(np.rint((row - np.float32(m)) / np.float32(d)), 0, 2 ** bits - 1)
+        out[i] = np.float32(d) * q.astype(np.float32) + np.float32(m)
+    return out
+
+
+def test_quantize_blocks_matches_naive_and_error_shrinks_with_bits():
+    w = np.random.default_rng(0).standard_normal((6, 64)).astype(np.float32)
+    errs = []
+    for bits in (2, 4, 8):
+        blk = quantize_blocks(w, (bits, 32, 0))
+        got = dequantize_blocks(blk, w.shape)
+        np.testing.assert_array_equal(got, _naive_asym(w.reshape(-1, 32), bits).reshape(w.shape))
+        assert blk.side.shape == (12, 2) and blk.codes.max() < 2 ** bits
+        errs.append(float(np.abs(got - w).max()))
+    assert errs[0] > errs[1] > errs[2] and errs[2] < 0.02
+    sym = quantize_blocks(w, (8, 32, 1))
+    assert sym.side.shape == (12, 1)
+    assert np.abs(dequantize_blocks(sym, w.shape) - w).max() < 0.02
+
+
+@pytest.mark.parametrize("type_name,scheme", [("Q4_1", (4, 32, 0)), ("Q8_0", (8, 32, 1))])
+def test_gguf_blocks_dequantize_as_gguf(type_name, scheme):
+    gguf = pytest.importorskip("gguf")
+    from tokenbound.compression.gguf_codes import block_codes
+
+    w = np.random.default_rng(1).standard_normal((4, 64)).astype(np.float32)
+    raw = gguf.quants.quantize(w, gguf.GGMLQuantizationType[type_name]).reshape(-1)
+    side, codes = block_codes(raw, type_name)
+    blk = Blocks(scheme, side.view(np.float16).reshape(len(side), -1), codes)
+    want = gguf.quants.dequantize(raw, gguf.GGMLQuantizationType[type_name]).reshape(w.shape)
+    np.testing.assert_array_equal(dequantize_blocks(blk, w.shape), want)
+
+
+def test_tiny_llama_message_decodes_to_exactly_the_quantized_model():
+    model = tiny_llama()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    gcfg = GroupConfig(bits=4, group_size=16, overrides=(("*embed_tokens*", 8),))
+    blocks = quantize_groupwise_(model, gcfg)
+    # every 2-D matrix quantized, norms raw; the embedding at 8 bits
+    assert set(blocks) == {n for n, t in before.items() if t.dim() == 2}
+    assert blocks["model.embed_tokens.weight"].scheme == (8, 16, 0)
+    for n, p in model.named_parameters():
+        assert (not torch.equal(p, before[n])) == (n in blocks), n
+        assert float((p.detach() - before[n]).abs().max()) < 0.05, n
+    msg = encode_groupwise(model, model.config, gcfg, blocks, {"tokenizer": "test"})
+    model2, _, info = decode(msg)
+    for (n, a), (_, b) in zip(model.state_dict().items(), model2.state_dict().items()):
+        assert torch.equal(a, b), n
+    x = torch.randint(0, 64, (2, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(model(x).logits, model2(x).logits)
+    parts = bits_by_part(msg)
+    assert sum(parts.values()) == 8 * len(msg) == info["total_bits"]
+    n_blocks = sum(b.codes.size // 16 for b in blocks.values())
+    assert parts["scales"] == 32 * n_blocks  # fp16 scale + fp16 min per block, all charged
+    raw = sum(t.numel() * 32 for n, t in before.items() if n not in blocks)
+    assert parts["raw"] == raw
+    assert info["quant"] == gcfg and info["extra"] == {"tokenizer": "test"}
+    # the codes are entropy-coded: fewer bits than 4 (or 8) per weight
+    assert parts["payload"] < sum(b.codes.size * b.scheme[0] for b in blocks.values())
+    # corruption is refused, never a traceback
+    bad = bytearray(msg)
+    bad[len(bad) // 2] ^= 0xFF
+    with pytest.raises(MessageError, match="checksum"):
+        decode(bytes(bad))
+
+
+def test_encode_refuses_weights_that_moved():
+    model = tiny_llama()
+    gcfg = GroupConfig(bits=4, group_size=32)
+    blocks = quantize_groupwise_(model, gcfg)
+    with torch.no_grad():
+        model.model.layers[0].mlp.up_proj.weight[0, 0] += 1.0
+    with pytest.raises(UserError, match="differ"):
+        encode_groupwise(model, model.config, gcfg, blocks)
+
+
+def test_config_checks():
+    with pytest.raises(UserError, match="2..8"):
+        GroupConfig(bits=9)
+    with pytest.raises(UserError, match="group-size"):
+        GroupConfig(group_size=0)
+    g = GroupConfig(bits=3, group_size=64, exclude=("*norm*",), overrides=(("*emb*", 8),))
+    assert GroupConfig.from_dict(g.to_dict()) == g
