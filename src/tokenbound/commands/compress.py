@@ -8,18 +8,27 @@ from pathlib import Path
 from tokenbound.errors import UserError
 
 HELP = "quantize + entropy-code a model into a message; report its exact bits"
-DESCRIPTION = """Quantize the charged tensors of a trained run (or a Hugging Face model) to an
-L-level float16 codebook, entropy-code the symbols, write the message to --out and report its
-exact size by part, bits per trained parameter and the loss change caused by quantization
-(estimate on the run's training data). The message decodes to exactly the model that is
-evaluated. With --gguf, report the code length of a pretrained GGUF checkpoint as stored and
-with its integer codes entropy-coded."""
+DESCRIPTION = """Quantize the charged tensors of a trained run to an L-level float16 codebook,
+entropy-code the symbols, write the message to --out and report its exact size by part, bits per
+trained parameter and the loss change caused by quantization (estimate on the run's training
+data). The message decodes to exactly the model that is evaluated.
+
+A Hugging Face model (--hf) is quantized per group, as pretrained LLMs are: blocks of
+--group-size weights along the input dim, each with its own fp16 scale and minimum (all charged),
+--bits-bit codes entropy-coded; with --data STREAM the loss before and after is measured on a
+fixed sample (--loss-windows windows of --loss-context tokens, seeded starts; a diagnostic, not
+part of the certificate) and a warning is printed when quantization costs more than a bound can
+afford. (--levels L quantizes an --hf model with one codebook per tensor or model instead, the older
+scheme: it can cost a pretrained model many bits per token.)
+
+With --gguf, report the code length of a pretrained GGUF checkpoint (see the --gguf help)."""
 EPILOG = """examples:
   tokenbound compress runs/tiny --levels 11 --out runs/tiny/message.tbq
   tokenbound compress runs/tiny --levels 7 --kmeans --grouping tensor --qat-steps 100 \
       --out m.tbq --json
   tokenbound compress --gguf SmolLM2-135M-Instruct.Q4_1.gguf --json
-  tokenbound compress --hf path/to/hf_model_dir --levels 15 --out hf.tbq
+  tokenbound compress --hf path/to/hf_model_dir --bits 4 --group-size 32 --data DATA/train \
+      --out hf.tbm
 """
 
 
@@ -34,6 +43,24 @@ def add_arguments(parser):
     add_config_arguments(parser, QuantConfig, overrides={"method": {"choices": sorted(QUANTIZERS)}})
     parser.add_argument("--kmeans", action="store_true", help="same as --method kmeans")
     add_config_arguments(parser, QATConfig)
+    g = parser.add_argument_group(
+        "per-group quantization (--hf without --levels; the way pretrained LLMs are quantized)")
+    g.add_argument("--bits", type=int, default=4, help="bits per code, 2..8 (default 4)")
+    g.add_argument("--group-size", type=int, default=32,
+                   help="weights per block along the input dim, each with its own fp16 scale "
+                        "and minimum (default 32)")
+    g.add_argument("--symmetric", action="store_true",
+                   help="fp16 scale only per block (no minimum), codes centred on 0")
+    g.add_argument("--bits-for", action="append", default=[], metavar="PATTERN=BITS",
+                   help="other bits for tensors matching an fnmatch pattern (repeat), e.g. "
+                        "'*embed_tokens*=8'")
+    g.add_argument("--data", metavar="STREAM",
+                   help="a prepared stream (the model's training data) for the loss before and "
+                        "after quantization on a fixed seeded sample of windows")
+    g.add_argument("--loss-windows", type=int, default=4,
+                   help="windows in the loss sample (default 4)")
+    g.add_argument("--loss-context", type=int, default=256,
+                   help="tokens per window of the loss sample (default 256)")
     parser.add_argument("--out", metavar="FILE", help="where to write the message")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -44,9 +71,10 @@ def run(args) -> int:
         raise UserError("give exactly one of RUN, --gguf PATH or --hf DIR")
     if args.gguf:
         return _show(_gguf_report(args.gguf, progress=not args.json), args.json)
-    if args.levels is None or not args.out:
+    group = bool(args.hf) and args.levels is None  # --hf: per-group quantization by default
+    if not args.out or (args.levels is None and not group):
         raise UserError("--levels L and --out FILE are required (e.g. --levels 11 --out m.tbq)")
-    if args.levels < 1:
+    if args.levels is not None and args.levels < 1:
         raise UserError(f"--levels must be >= 1 (codebook size), got {args.levels}")
     if args.kmeans and args.method not in (None, "kmeans"):
         raise UserError(f"--kmeans conflicts with --method {args.method}; give one of them")
@@ -56,7 +84,8 @@ def run(args) -> int:
     from tokenbound.fileio import file_lock
 
     with file_lock(args.out):
-        report = _hf_report(args) if args.hf else _run_report(args)
+        report = _hf_group_report(args) if group else \
+            _hf_report(args) if args.hf else _run_report(args)
     return _show(report.to_dict(), args.json)
 
 
@@ -87,22 +116,52 @@ def _run_report(args) -> dict:
 
 
 def _hf_report(args) -> dict:
-    from tokenbound.experiments.steps import compress_hf, read_json
-    from tokenbound.training.run import is_training_run
+    from tokenbound.experiments.steps import compress_hf
 
     if args.qat_steps:
         raise UserError("--qat-steps is for tokenbound runs; drop it with --hf")
-    d = Path(args.hf)
-    if is_training_run(d):
-        raise UserError(f"--hf {d} is a tokenbound training run; pass it as RUN: "
-                        f"tokenbound compress {d} --levels {args.levels} --out {args.out}")
-    if "model_type" not in (read_json(d / "config.json") or {}):
-        raise UserError(f"--hf {d}: not a Hugging Face model directory (a config.json with "
-                        "model_type and the weights)")
+    _check_hf_dir(args)
     return compress_hf(args.hf, args.out, _configs(args)[0])
 
 
+def _hf_group_report(args) -> dict:
+    from tokenbound.compression.groupwise import GroupConfig
+    from tokenbound.experiments.ptq import compress_hf_groupwise
+
+    _check_hf_dir(args)
+    overrides = []
+    for item in args.bits_for:
+        pattern, _, bits = item.rpartition("=")
+        if not pattern or not bits.isdigit():
+            raise UserError(f"--bits-for {item!r}: use PATTERN=BITS, e.g. '*embed_tokens*=8'")
+        overrides.append((pattern, int(bits)))
+    if args.loss_windows < 1 or args.loss_context < 1:
+        raise UserError("--loss-windows and --loss-context must be >= 1")
+    gcfg = GroupConfig(bits=args.bits, group_size=args.group_size, symmetric=args.symmetric,
+                       exclude=tuple(args.exclude or ()), overrides=tuple(overrides))
+    return compress_hf_groupwise(args.hf, args.out, gcfg, stream_dir=args.data,
+                                 context_len=args.loss_context, n_windows=args.loss_windows,
+                                 batch_size=1)
+
+
+def _check_hf_dir(args) -> None:
+    from tokenbound.experiments.steps import read_json
+    from tokenbound.training.run import is_training_run
+
+    d = Path(args.hf)
+    if is_training_run(d):
+        raise UserError(f"--hf {d} is a tokenbound training run; pass it as RUN: "
+                        f"tokenbound compress {d} --levels {args.levels or 11} --out {args.out}")
+    if "model_type" not in (read_json(d / "config.json") or {}):
+        raise UserError(f"--hf {d}: not a Hugging Face model directory (a config.json with "
+                        "model_type and the weights)")
+
+
 def _show(report: dict, as_json: bool) -> int:
+    import sys
+
+    for w in report.get("warnings") or []:
+        print(f"warning: {w}", file=sys.stderr)
     if as_json:
         print(json.dumps(report, indent=1, sort_keys=True))
         return 0

@@ -55,6 +55,9 @@ class Compressed:
     train_sha256: str | None = None      # pipeline: sha256 of the trained weights used
     recipe_compress: dict | None = None  # pipeline: the recipe's `compress:` section
     seconds: float | None = None         # pipeline: the step's time
+    loss_sample: dict | None = None      # per-group PTQ (experiments/ptq.py): the loss sample
+    random_guess_bits_per_token: float | None = None  # log2 V, beside the losses
+    warnings: list | None = None         # quantization costs more than a bound can afford
 
     _KEPT_WHEN_NONE = ("loss_before", "loss_after", "loss_increase")
 
