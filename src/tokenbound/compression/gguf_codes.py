@@ -128,3 +128,90 @@ def _bar(show: bool, total: int):
     from tqdm import tqdm
 
     return tqdm(total=total, desc="coding GGUF tensors", unit="tensor", disable=not show)
+
+
+# --- a GGUF model's message: its own block codes, decoded to the tensors that are scored ---------
+
+# GGUF block type -> (bits, block, sym) of `groupwise.Blocks` (same float32 dequantization)
+GROUP_SCHEMES = {"Q4_0": (4, 32, 1), "Q4_1": (4, 32, 0), "Q8_0": (8, 32, 1)}
+FLOAT_TYPES = ("F32", "F16")
+LLAMA_NAMES = {  # GGUF tensor name (blk.{i}. stripped) -> transformers LlamaForCausalLM name
+    "token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight",
+    "output.weight": "lm_head.weight",
+    "attn_q.weight": "self_attn.q_proj.weight", "attn_k.weight": "self_attn.k_proj.weight",
+    "attn_v.weight": "self_attn.v_proj.weight", "attn_output.weight": "self_attn.o_proj.weight",
+    "ffn_gate.weight": "mlp.gate_proj.weight", "ffn_up.weight": "mlp.up_proj.weight",
+    "ffn_down.weight": "mlp.down_proj.weight", "attn_norm.weight": "input_layernorm.weight",
+    "ffn_norm.weight": "post_attention_layernorm.weight",
+}
+
+
+def hf_name(gguf_name: str) -> str | None:
+    """The transformers Llama parameter name of a GGUF tensor name, or None if unknown."""
+    if gguf_name.startswith("blk."):
+        _, layer, rest = gguf_name.split(".", 2)
+        tail = LLAMA_NAMES.get(rest)
+        return None if tail is None or not layer.isdigit() else f"model.layers.{layer}.{tail}"
+    return LLAMA_NAMES.get(gguf_name)
+
+
+def unpermute_rows(rows: int, n_head: int) -> np.ndarray:
+    """Row order that undoes llama.cpp's q/k permutation: hf[j] = gguf[index[j]] (rows,)."""
+    return np.arange(rows).reshape(n_head, rows // n_head // 2, 2).swapaxes(1, 2).reshape(-1)
+
+
+def gguf_blocks(tensors, params: dict, n_head: int, n_kv_head: int) -> dict:
+    """{transformers name: groupwise.Blocks} of the quantized GGUF `tensors` (GGUFReader
+    tensors: name, tensor_type, data, n_elements), in the layout of `params` {name: Tensor}
+    (q/k rows un-permuted). Float tensors are left out (stored raw from `params`)."""
+    from tokenbound.compression.groupwise import Blocks
+    from tokenbound.errors import UserError
+
+    out = {}
+    for t in tensors:
+        kind, name = t.tensor_type.name, hf_name(t.name)
+        if name is None or name not in params:
+            raise UserError(f"GGUF tensor {t.name} has no place in the transformers model; only "
+                            "Llama-architecture GGUF files have a message")
+        if kind in FLOAT_TYPES:
+            continue
+        if kind not in GROUP_SCHEMES:
+            raise UserError(f"GGUF tensor {t.name} is {kind}; a message is made for "
+                            f"{', '.join(GROUP_SCHEMES)} and float tensors only")
+        rows, cols = params[name].shape
+        side, codes = block_codes(np.asarray(t.data).reshape(-1), kind)
+        side = side.view(np.float16).reshape(rows, cols // 32, -1)  # (rows, cols/32, k)
+        codes = codes.reshape(rows, cols)
+        heads = {"self_attn.q_proj": n_head, "self_attn.k_proj": n_kv_head}
+        for key, n in heads.items():
+            if key in name:
+                order = unpermute_rows(rows, n)
+                side, codes = side[order], codes[order]
+        out[name] = Blocks(GROUP_SCHEMES[kind], side.reshape(-1, side.shape[-1]),
+                           np.ascontiguousarray(codes).reshape(-1))
+    return out
+
+
+def gguf_message(tensors, model, extra: dict | None = None) -> bytes:
+    """The TBQG message of a GGUF file's model: `model` is the transformers model loaded from
+    it (float32, its weights the dequantized GGUF); each quantized tensor is coded with the
+    file's own block codes and fp16 scales, and must dequantize to exactly `model`'s tensor."""
+    import torch
+
+    from tokenbound.compression.groupwise import GroupConfig, dequantize_blocks, encode_groupwise
+    from tokenbound.errors import UserError
+
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    cfg = model.config
+    blocks = gguf_blocks(tensors, params, cfg.num_attention_heads,
+                         getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads)
+    for name, blk in blocks.items():
+        if not torch.equal(torch.from_numpy(dequantize_blocks(blk, params[name].shape)),
+                           params[name].float()):
+            raise UserError(f"the GGUF blocks of {name} do not decode to the tensor transformers "
+                            "loads; this GGUF file cannot be turned into a message")
+    # descriptive only (each tensor's [bits, block, sym] in the header decides the decoding)
+    base = min((b.scheme[0] for b in blocks.values()), default=4)
+    gcfg = GroupConfig(bits=base, group_size=32, overrides=tuple(
+        (n, b.scheme[0]) for n, b in blocks.items() if b.scheme[0] != base))
+    return encode_groupwise(model, cfg, gcfg, blocks, dict(extra or {}, source="gguf"))
