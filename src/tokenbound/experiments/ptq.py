@@ -134,3 +134,49 @@ def _write_and_check(model, message: bytes, out) -> dict:
             "bits_by_part": info["bits_by_part"], "prefix_free_bits": info["prefix_free_bits"],
             "trained_parameters": n, "bits_per_parameter": info["total_bits"] / max(n, 1),
             "sha256": info["sha256"]}
+
+
+def compress_gguf(path, out=None, *, progress: bool = False) -> dict:
+    """The code lengths of a GGUF file (`gguf_code_length`) and, with `out`, its message: the
+    file's own block codes and fp16 scales in a TBQG message (`gguf_codes.gguf_message`),
+    decoded back and checked bit for bit. `code_bits_certificate` = 8 x the message's bytes
+    (None without `out`): the C of `bound --message OUT` for an evaluation of `--model OUT`."""
+    from tokenbound.compression import gguf_code_length
+
+    rep = gguf_code_length(path, progress=progress)
+    n = max(rep["parameters"], 1)
+    rep.update(gguf=str(path), bits_per_parameter=rep["stored_bits"] / n,
+               entropy_coded_bits_per_parameter=rep["entropy_coded_bits"] / n,
+               code_bits_certificate=None, message=None)
+    if out is None:
+        rep["code_bits_note"] = ("pass --out FILE to write the GGUF model's message; its length "
+                                 "is the certificate's C (code_bits_certificate)")
+        return rep
+    message, model = gguf_model_message(path)
+    msg = _write_and_check(model, message, out)
+    rep.update(code_bits_certificate=msg["total_bits"], message=str(out),
+               message_bits_by_part=msg["bits_by_part"], sha256=msg["sha256"],
+               certificate_bits_per_parameter=msg["total_bits"] / n,
+               code_bits_note=("C = code_bits_certificate: evaluate --model MESSAGE, then bound "
+                               "--message MESSAGE. stored_bits and entropy_coded_bits count the "
+                               "tensor data alone (no message); file_bits is the GGUF file, "
+                               "the C when the .gguf itself is evaluated"))
+    return rep
+
+
+def gguf_model_message(path) -> tuple[bytes, object]:
+    """(message bytes, the float32 transformers model it decodes to) of a Llama GGUF file."""
+    from gguf import GGUFReader
+
+    from tokenbound.compression.gguf_codes import gguf_message
+    from tokenbound.sources import load_hf_model
+
+    loaded = load_hf_model(str(path), torch_dtype=torch.float32, flag="--gguf")
+    cfg = loaded.config
+    if hasattr(cfg, "quantization_config"):  # the rebuilt model is a plain float one
+        del cfg.quantization_config
+    model = type(loaded)(cfg).eval()
+    model.load_state_dict(loaded.state_dict())
+    del loaded
+    reader = GGUFReader(str(path))
+    return gguf_message(reader.tensors, model, {"gguf": Path(path).name}), model
