@@ -5,7 +5,10 @@ from __future__ import annotations
 HELP = "turn evaluation stats + the message length into certified bounds (every family)"
 DESCRIPTION = """Compute the bounds of every family from an evaluation directory (written by
 `tokenbound evaluate`) and the model's message (its exact length C in bits; or --code-bits for a
-model described elsewhere, e.g. a GGUF file's stored bits). Exact mode: azuma, empirical
+model whose message is stored elsewhere: its exact length in bits). A GGUF model: `tokenbound
+compress --gguf FILE --out M.tbm` writes its message (length: code_bits_certificate); evaluate
+--model M.tbm and pass --message M.tbm. A .gguf file evaluated as it is has C = the whole file
+(--message FILE.gguf; longer). Exact mode: azuma, empirical
 Bernstein and betting token-level bounds (certified value = their minimum, with ln(#families),
 ln(#alphas), ln(#centers) and each lambda grid paid; the grids the evaluation recorded),
 top-1/10/100 error bounds (kl, azuma, bernstein), and the document-level bound. Sampled mode:
@@ -16,7 +19,9 @@ labelled "trivial (capped at a + c)" (its terms, in --json, keep their uncapped 
 rows appear only for k below the vocabulary size."""
 EPILOG = """examples:
   tokenbound bound runs/demo/eval_train --message runs/demo/model.tbm
-  tokenbound bound EVAL --code-bits 772614144 --json --out bound.json
+  tokenbound compress --gguf SmolLM2-135M-Instruct.Q4_1.gguf --out smol.tbm
+  tokenbound evaluate --model smol.tbm --data DATA/train --out EVAL ...
+  tokenbound bound EVAL --message smol.tbm --json --out bound.json
   tokenbound bound EVAL --message model.tbm --csv > bounds.csv
 """
 CSV_ROWS = ("certified", "candidate", "document", "top-K", "paper")
@@ -79,6 +84,10 @@ def run(args) -> int:
         if not p.is_file():
             raise UserError(f"--message {args.message}: no such file")
         code_bits = 8 * p.stat().st_size
+        if p.suffix == ".gguf":
+            print(f"note: C = the whole GGUF file ({code_bits:,} bits); `tokenbound compress "
+                  f"--gguf {p} --out M.tbm` writes its shorter message (evaluate --model M.tbm "
+                  "and pass --message M.tbm)", file=sys.stderr)
         want = model.get("sha256")
         if want and want != file_sha256(p):
             raise UserError(f"--message {args.message} is not the model that was evaluated in "

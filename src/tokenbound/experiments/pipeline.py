@@ -191,15 +191,38 @@ def _compress(recipe: Recipe, out: Path, stored: Compressed | None, clock: _Cloc
     trained = _trained_sha256(out / "train") if recipe.model is not None else None
     if steps.message_is_valid(message, stored) and stored.train_sha256 in (None, trained):
         return clock.step("compress", lambda: stored, reused=True, own=lambda res: res.seconds)
+    if recipe.model is None and recipes.is_groupwise(c):  # per-group PTQ of an hf: model
+        comp = clock.step("compress", lambda: _compress_group(recipe, out, message))
+        return _save_compress(out, comp, trained, c, clock)
     qcfg = QuantConfig.from_recipe(c)
     if recipe.model is not None:
         comp = clock.step("compress", lambda: steps.compress_run(
             out / "train", message, qcfg, steps.QATConfig.from_recipe(c)))
     else:
         comp = clock.step("compress", lambda: steps.compress_hf(recipe.hf, message, qcfg))
+    return _save_compress(out, comp, trained, c, clock)
+
+
+def _save_compress(out: Path, comp: Compressed, trained, c: dict, clock: _Clock) -> Compressed:
     comp = dataclasses.replace(comp, train_sha256=trained, recipe_compress=dict(c),
                                seconds=clock.timings["compress"])
     steps.atomic_json(out / "compress.json", comp.to_dict())
+    return comp
+
+
+def _compress_group(recipe: Recipe, out: Path, message: Path) -> Compressed:
+    """Per-group quantization of the recipe's `hf:` model, its loss before/after measured on
+    the fixed sample of the training stream (`experiments.ptq`); warnings are logged."""
+    from tokenbound.compression.groupwise import GroupConfig
+    from tokenbound.experiments.ptq import compress_hf_groupwise
+
+    c = dict(recipe.compress)
+    windows, context = c.pop("loss_windows", 4), c.pop("loss_context", 256)
+    comp = compress_hf_groupwise(recipe.hf, message, GroupConfig(**c),
+                                 stream_dir=out / "data" / "train", context_len=context,
+                                 n_windows=windows)
+    for w in comp.warnings:
+        log.warning("compress: %s", w)
     return comp
 
 

@@ -293,11 +293,35 @@ def check_train(value, gcfg):
     return t
 
 
+GROUP_LOSS = {"loss_windows": int, "loss_context": int}
+
+
+def is_groupwise(c) -> bool:
+    """A `compress:` section of per-group quantization (`bits:` / `group_size:`, no `levels:`)."""
+    return isinstance(c, dict) and "levels" not in c and bool({"bits", "group_size"} & set(c))
+
+
+def check_group_compress(value) -> dict:
+    """`compress: {bits: 4, group_size: 32, ...}`: per-group quantization of an `hf:` model
+    (`GroupConfig` fields, plus loss_windows / loss_context of the loss sample)."""
+    from tokenbound.compression.groupwise import GroupConfig
+
+    types = {**field_types(GroupConfig), "overrides": Any, **GROUP_LOSS}  # GroupConfig checks
+    c = section("compress", value, types)
+    for key in GROUP_LOSS:
+        need(c.get(key, 1) >= 1, f"`compress: {key}:`", f"must be >= 1, got {c.get(key)}")
+    build("compress", lambda: GroupConfig(**{k: v for k, v in c.items() if k not in GROUP_LOSS}))
+    return c
+
+
 def check_compress(value, *, trained: bool) -> dict:
     """`compress:` holds the QuantConfig keys and, for a model trained here, the QATConfig
     keys."""
     from tokenbound.compression import QuantConfig
     from tokenbound.experiments.steps import QATConfig
+
+    if not trained and is_groupwise(value):
+        return check_group_compress(value)
 
     qat = field_types(QATConfig)
     c = section("compress", value, {**field_types(QuantConfig), **qat}, required=("levels",))
