@@ -112,3 +112,19 @@ def test_config_checks():
         GroupConfig(group_size=0)
     g = GroupConfig(bits=3, group_size=64, exclude=("*norm*",), overrides=(("*emb*", 8),))
     assert GroupConfig.from_dict(g.to_dict()) == g
+
+
+def test_a_group_message_is_a_model_source(tmp_path):
+    """`evaluate --model M.tbm` scores exactly the decoded group-quantized model."""
+    from tokenbound.sources import load_model_fn
+
+    model = tiny_llama()
+    gcfg = GroupConfig(bits=3, group_size=32)
+    blocks = quantize_groupwise_(model, gcfg)
+    path = tmp_path / "m.tbm"
+    path.write_bytes(encode_groupwise(model, model.config, gcfg, blocks))
+    src = load_model_fn(str(path))
+    assert src.ident["kind"] == "message" and src.vocab_size == 64 and src.max_context == 64
+    x = torch.randint(0, 64, (2, 8), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(src.fn(x), model(x).logits)
