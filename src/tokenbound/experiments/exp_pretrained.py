@@ -143,7 +143,11 @@ def notes(cert: Certified, C: int, m: int, m_star, V: int, code: dict) -> list[s
     out = [f"Code length C = {C:,} bits ({C / 8 / 2**20:.1f} MiB): the GGUF tensors entropy-coded "
            f"({code['entropy_coded_bits']:,} bits, stored as {code['stored_bits']:,}) plus its "
            f"metadata ({code['metadata_bits']:,} bits, tokenizer included), "
-           f"{code['parameters']:,} parameters.",
+           f"{code['parameters']:,} parameters. It is charged as an upper estimate of a "
+           "message's length (no message file is written here); `tokenbound compress --gguf "
+           "FILE --out M.tbm` writes the GGUF model's message (its own block codes "
+           "entropy-coded, fp16 scales stored; decodes to exactly the scored tensors), whose "
+           "length `code_bits_certificate` is the certificate-grade C (slightly smaller).",
            f"Compression bound on the scored training subset (m = {m:,} tokens): C/m = "
            f"{ratio:,.0f} bits per token, so the complexity term swamps everything: the bound "
            f"is {'VACUOUS' if cert.best['vacuous'] else 'non-vacuous'} "
