@@ -286,7 +286,7 @@ def bits_by_part_groupwise(data: bytes) -> dict:
 
 
 def decode_groupwise(data: bytes) -> tuple:
-    """TBQG message bytes -> (model, cfg, info), as `message.decode` (info["quant"]: GroupConfig)."""
+    """TBQG message bytes -> (model, cfg, info) as `message.decode`; info["quant"]: GroupConfig."""
     from tokenbound.compression.message import DTYPES, _check_tensors
 
     header, coded, raw, bits = _layout(data)
