@@ -1,7 +1,7 @@
 """Per-group (block) quantization and its message, as the field quantizes pretrained LLMs.
 
-A tensor (R, C) is cut into blocks of `B` consecutive weights along its last (input) dim
-(C % B == 0); every block has its own float16 scale `d` (and, asymmetric, a float16 minimum
+A tensor (R, C) is cut into blocks of `B` consecutive weights along its last dim (C % B == 0;
+the input dim of an `nn.Linear` weight, as in GGUF; the output dim of GPT-2's Conv1D); every block has its own float16 scale `d` (and, asymmetric, a float16 minimum
 `m`); its weights become integer codes `q`:
 - asymmetric (GGUF Q4_1, `sym=False`): `q in 0..2^b-1`, weight = `f32(d) * q + f32(m)`;
 - symmetric (GGUF Q8_0, `sym=True`): code `q + 2^(b-1)` in 0..2^b-1, weight =
@@ -58,7 +58,7 @@ class GroupConfig:
     bits: int = 4
     """Bits of a code (2..8): 2^b levels per block."""
     group_size: int = 32
-    """Weights per block along the last (input) dimension, each block with its own scale."""
+    """Weights per block along the last dimension (a Linear's input), each with its own scale."""
     symmetric: bool = False
     """False: fp16 scale + fp16 minimum per block (Q4_1-like); True: fp16 scale only."""
     exclude: tuple[str, ...] = ()
