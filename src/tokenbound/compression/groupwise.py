@@ -1,8 +1,9 @@
 """Per-group (block) quantization and its message, as the field quantizes pretrained LLMs.
 
 A tensor (R, C) is cut into blocks of `B` consecutive weights along its last dim (C % B == 0;
-the input dim of an `nn.Linear` weight, as in GGUF; the output dim of GPT-2's Conv1D); every block has its own float16 scale `d` (and, asymmetric, a float16 minimum
-`m`); its weights become integer codes `q`:
+the input dim of an `nn.Linear` weight, as in GGUF; the output dim of GPT-2's Conv1D); every
+block has its own float16 scale `d` (and, asymmetric, a float16 minimum `m`); its weights become
+integer codes `q`:
 - asymmetric (GGUF Q4_1, `sym=False`): `q in 0..2^b-1`, weight = `f32(d) * q + f32(m)`;
 - symmetric (GGUF Q8_0, `sym=True`): code `q + 2^(b-1)` in 0..2^b-1, weight =
   `f32(d) * f32(q)`, q in `-2^(b-1)..2^(b-1)-1`.
