@@ -128,3 +128,41 @@ def test_a_group_message_is_a_model_source(tmp_path):
     x = torch.randint(0, 64, (2, 8), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.equal(src.fn(x), model(x).logits)
+
+
+def _reframe(msg: bytes, edit) -> bytes:
+    """`msg` with its JSON header changed by `edit(header)`, re-framed with a valid CRC."""
+    import json
+    import zlib
+
+    from tokenbound.compression.wire import Reader, varint
+
+    r = Reader(msg, pos=5, end=len(msg) - 4)
+    hlen = r.varint("header length")
+    header = json.loads(zlib.decompress(bytes(r.take(hlen, "header"))))
+    edit(header)
+    h = zlib.compress(json.dumps(header, sort_keys=True, separators=(",", ":")).encode(), 9)
+    body = msg[:5] + varint(len(h)) + h + msg[r.pos:-4]
+    return body + zlib.crc32(body).to_bytes(4, "little")
+
+
+def test_crafted_group_headers_are_refused_before_allocating():
+    model = tiny_llama()
+    gcfg = GroupConfig(bits=4, group_size=32)
+    msg = encode_groupwise(model, model.config, gcfg, quantize_groupwise_(model, gcfg))
+    assert decode(_reframe(msg, lambda h: None))[2]["total_bits"] == 8 * len(msg)
+
+    def huge(h):  # a header asking for a 10^12-value embedding
+        h["tensors"][0][1] = [10 ** 9, 1024]
+    with pytest.raises(MessageError, match="corrupt or crafted"):
+        decode(_reframe(msg, huge))
+
+    def wider(h):  # the config's architecture no longer matches the tensor list
+        h["config"]["config"]["hidden_size"] = 64
+    with pytest.raises(MessageError, match="do not match"):
+        decode(_reframe(msg, wider))
+
+    def bad_quant(h):
+        h["quant"]["bits"] = 99
+    with pytest.raises(MessageError, match="group quantization config"):
+        decode(_reframe(msg, bad_quant))

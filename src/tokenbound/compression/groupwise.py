@@ -48,7 +48,6 @@ from tokenbound.errors import UserError
 MAGIC = b"TBQG"
 VERSION = 1
 MAX_HEADER_BYTES = 1 << 24
-MAX_ELEMENTS = 1 << 34
 PARTS = ("header", "scales", "counts", "payload", "raw")
 
 
@@ -204,7 +203,7 @@ def encode_groupwise(model, cfg, gcfg: GroupConfig, blocks: dict,
 
 
 def _parse(data: bytes) -> tuple[dict, Reader]:
-    from tokenbound.compression.message import DTYPES
+    from tokenbound.compression.message import DTYPES, values_cap
 
     if data[4] != VERSION:
         raise MessageError(f"group-quantized message version {data[4]} is not supported (this "
@@ -233,8 +232,10 @@ def _parse(data: bytes) -> tuple[dict, Reader]:
         if not ok:
             raise MessageError(f"message header: malformed tensor entry {str(t)[:80]}")
         total += math.prod(t[1])
-    if total > MAX_ELEMENTS:
-        raise MessageError(f"message header declares {total:,} values (limit {MAX_ELEMENTS:,})")
+    cap = values_cap(len(data))
+    if total > cap:
+        raise MessageError(f"message header declares {total:,} values, more than a message of "
+                           f"this size may (limit {cap:,}); it is corrupt or crafted")
     return header, r
 
 
@@ -287,24 +288,36 @@ def bits_by_part_groupwise(data: bytes) -> dict:
 
 
 def decode_groupwise(data: bytes) -> tuple:
-    """TBQG message bytes -> (model, cfg, info) as `message.decode`; info["quant"]: GroupConfig."""
-    from tokenbound.compression.message import DTYPES, _check_tensors
+    """TBQG message bytes -> (model, cfg, info) as `message.decode`; info["quant"]: GroupConfig.
+
+    Checked as `message.decode` checks a TBQM message before allocating: frame and sizes, the
+    group config, the builder's plan against the header's tensors and the values cap
+    (`message.values_cap`), then the model built, its scales and raw tensors finite.
+    """
+    from tokenbound.compression.message import (BUILD_ERRORS, DTYPES, _check_finite,
+                                                _check_tensors, _plan, values_cap)
 
     header, coded, raw, bits = _layout(data)
+    try:
+        quant = GroupConfig.from_dict(header["quant"])
+    except (TypeError, ValueError, AttributeError, UserError) as exc:
+        raise MessageError(f"message header: bad group quantization config ({exc})") from None
     builder = get_builder(header["builder"])
+    _plan(builder, header, values_cap(len(data)))
     try:
         model, cfg = builder.build(header["config"])
     except MessageError:
         raise
-    except (TypeError, ValueError, KeyError, AttributeError) as exc:
-        raise MessageError(f"message header: cannot build the model from its config ({exc})") \
-            from None
+    except BUILD_ERRORS as exc:
+        raise MessageError(f"message header: cannot build the model from its config "
+                           f"({str(exc)[:200]})") from None
     state = {n: t.detach().cpu() for n, t in builder.trained_state(model).items()}
     _check_tensors(header, state)
     new_state = dict(state)
     for name, shape, dt, s in header["tensors"]:
         if s is not None:
             side, counts, words = coded[name]
+            _check_finite(f"message scales of {name}", side, MessageError)
             blk = Blocks(tuple(s), side, decode_symbols(words, counts))
             new_state[name] = torch.from_numpy(dequantize_blocks(blk, shape)).to(DTYPES[dt])
         else:
@@ -312,11 +325,9 @@ def decode_groupwise(data: bytes) -> tuple:
             t = torch.frombuffer(bytearray(buf), dtype=torch.uint8) if len(buf) else \
                 torch.zeros(0, dtype=torch.uint8)
             new_state[name] = t.view(state[name].dtype).reshape(state[name].shape)
+            _check_finite(f"message raw tensor {name}", new_state[name].float().numpy(),
+                          MessageError)
     builder.load_trained_state(model, new_state)
-    try:
-        quant = GroupConfig.from_dict(header["quant"])
-    except (TypeError, ValueError, UserError) as exc:
-        raise MessageError(f"message header: bad group quantization config ({exc})") from None
     total = 8 * len(data)
     info = {"header": header, "quant": quant, "extra": header.get("extra", {}),
             "bits_by_part": bits, "total_bits": total, "prefix_free_bits": prefix_free_bits(total),
