@@ -118,6 +118,10 @@ def _load_message(path: str, device: str, dtype: str) -> ModelSource:
     model, cfg, info = decode(path)
     ident = {"kind": "message", "path": os.path.abspath(path), "sha256": file_sha256(path),
              "message_bytes": os.path.getsize(path)}
+    from tokenbound.compression.delta import prior_of
+
+    if prior_of(info):  # a fine-tuned model: the base it is a delta from (DESIGN 2.9)
+        ident["prior"] = prior_of(info)
     tokenizer = info["extra"].get("tokenizer") if isinstance(info["extra"], dict) else None
     return _wrap_own(model, cfg, device, dtype, ident, str(tokenizer) if tokenizer else None)
 

@@ -45,6 +45,11 @@ def add_arguments(parser):
                         default=None, help="UCB estimator of the sampling terms (default "
                                            "betting); applies to sampled evaluations only")
     parser.add_argument("--delta", type=float, default=0.05, help="failure probability (0.05)")
+    parser.add_argument("--base-independent", metavar="REASON", default=None,
+                        help="your statement that the prior was fixed without looking at these "
+                             "tokens: required for a fine-tuned model (its base is the prior) "
+                             "and for a Hugging Face/GGUF model with --code-bits below its own "
+                             "files' size; stored verbatim in the report")
     fmt = parser.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print the full JSON result")
     fmt.add_argument("--csv", action="store_true",
@@ -92,10 +97,16 @@ def run(args) -> int:
         if want and want != file_sha256(p):
             raise UserError(f"--message {args.message} is not the model that was evaluated in "
                             f"{args.eval_dir} (sha256 differs); evaluate this message first")
+    from tokenbound.experiments.prior import prior_section
+
+    prior = prior_section(model, code_bits, args.base_independent,
+                          stream_identity=ev.get("manifest", {}).get("stream_identity"),
+                          n_tokens=ev.get("manifest", {}).get("n_tokens"))
     estimator = args.estimator or "betting"
     res = steps.certify(args.eval_dir, code_bits, delta=args.delta, extra_bits=args.extra_bits,
                         extra_candidates=args.candidates,
                         estimator=estimator.replace("maurer-pontil", "maurer_pontil")).to_dict()
+    res["prior"] = prior
     if args.estimator is not None and res["mode"] != "sampled":
         print(f"warning: --estimator {args.estimator} is ignored: {args.eval_dir} is an exact "
               "evaluation (no sampling term)", file=sys.stderr)
@@ -125,6 +136,10 @@ def _print(res: dict, code_bits: int) -> None:
     for f, c in best_per_family(res["token"]["candidates"]).items():
         print(f"  {f:10s} {value_label(c['value'], c.get('trivial', False))}  (alpha "
               f"{c['alpha']}, center {c['center']})")
+    from tokenbound.experiments.prior import format_prior
+
+    for line in format_prior(res["prior"]):
+        print(f"  {line}")
     if res.get("eval_manifest", {}).get("dtype", "fp32") != "fp32":
         print(f"  (scored in {res['eval_manifest']['dtype']}: the bound holds for the decoded "
               f"model with its weights rounded to {res['eval_manifest']['dtype']})")

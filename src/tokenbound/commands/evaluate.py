@@ -44,6 +44,9 @@ def add_arguments(parser) -> None:
            "bounds with other inequalities (format: tokenbound/evaluation/export.py)")
     a("--verify-data", action="store_true", help="recompute the stream's sha256 first")
     a("--no-progress", action="store_true", help="no progress bar")
+    a("--base", metavar="SOURCE", default=None,
+      help="for a fine-tuned (delta) message: where its base is now, when it moved from the "
+           "path recorded in the message (its sha256 must match)")
 
 
 def _batch_size(text: str):
@@ -147,8 +150,12 @@ def run(args) -> int:
     own = own_tokenizer_spec(args.model)
     if own:  # a byte/chars stream with an HF/GGUF model: refused before the model loads
         check_file_tokenizer(stream, own, None)
-    model = load_model_fn(args.model, device=device, dtype=settings.get("dtype", EvalConfig.dtype),
-                          device_map=args.device_map)
+    from tokenbound.compression.delta import using_base
+
+    with using_base(args.base):
+        model = load_model_fn(args.model, device=device,
+                              dtype=settings.get("dtype", EvalConfig.dtype),
+                              device_map=args.device_map)
     context = _context(args.context, model.max_context, device, rank)
     cfg = EvalConfig(**settings | {"context_len": context, "device": device})
     before = _mtime(os.path.join(args.out, "eval.json"))

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 
+from tokenbound.errors import UserError
+
+FINETUNE_SEQ_LEN = 256  # default --seq-len with --base (a base's own context may be 8,192)
+
 HELP = "train a GPT (dense, LoRA, Kronecker, Monarch, subspace) on a prepared token stream"
 DESCRIPTION = """Train a GPT on DATA/train (from `tokenbound prepare`), evaluating on DATA/heldout
 when it exists, and write RUN/config.json, RUN/model.safetensors, RUN/train.json (losses in bits
@@ -23,6 +27,9 @@ EPILOG = """examples:
   tokenbound train --data data/shakespeare-bytes --out runs/dense
   tokenbound train --data data/shakespeare-bytes --out runs/monarch --arch monarch
   tokenbound train --data data/shakespeare-bytes --out runs/sublora --arch lora --subspace-dim 5000
+  tokenbound prepare --corpus notes.txt --tokenizer gguf:smollm2 --out data/notes
+  tokenbound train --base SmolLM2.gguf --data data/notes --out runs/ft --lora-rank 4 \
+      --subspace-dim 20000 --seq-len 256      # adapters on a frozen base (DESIGN 2.9)
 """
 
 
@@ -36,6 +43,39 @@ def add_arguments(parser) -> None:
                    help="overwrite an existing RUN that has a different configuration")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_model_arguments(parser, defaults={"vocab_size": "the training data's vocab_size"})
+    f = parser.add_argument_group("fine-tuning (--base)")
+    f.add_argument("--base", metavar="SOURCE", default=None,
+                   help="fine-tune this base instead of training a GPT from scratch: a Hugging "
+                        "Face causal-LM directory, a .gguf file, a tokenbound message or run; "
+                        "only LoRA adapters (--lora-rank, --lora-targets; SubLoRA with "
+                        "--subspace-dim) are trained, seeded by --seed; the data must be "
+                        "tokenized with the base's tokenizer")
+    f.add_argument("--lora-alpha", type=float, default=None,
+                   help="LoRA scale alpha of the adapters (default: 2 x rank)")
+    f.add_argument("--lora-targets", nargs="+", default=None, metavar="NAME",
+                   help="linear maps that get adapters (name suffixes, e.g. q_proj v_proj; "
+                        "default: PEFT's for the base's model_type, attn.qkv mlp.fc for ours)")
+
+
+FINETUNE_MODEL_FLAGS = ("lora_rank", "subspace_dim", "seed")
+"""Model flags that keep their meaning with --base; every other model flag is refused."""
+
+
+def _finetune_model(args):
+    """`AdapterConfig` of `--base` and the adapter flags; UserError for GPT-only flags."""
+    from tokenbound.commands.flags import given
+    from tokenbound.models import GPTConfig
+    from tokenbound.training.finetune import adapter_config
+
+    others = sorted(set(given(args, GPTConfig)) - set(FINETUNE_MODEL_FLAGS))
+    for name in others + (["arch"] if getattr(args, "arch", None) else []):
+        raise UserError(f"--{name.replace('_', '-')} does not apply with --base (the base "
+                        "fixes the architecture); drop it")
+    rank = args.lora_rank if args.lora_rank is not None else GPTConfig().lora_rank
+    return adapter_config(args.base, rank=rank,
+                          alpha=args.lora_alpha if args.lora_alpha is not None else 2.0 * rank,
+                          targets=args.lora_targets or (), subspace_dim=args.subspace_dim,
+                          seed=args.seed or 0)
 
 
 def build_config(args):
@@ -48,9 +88,17 @@ def build_config(args):
     from tokenbound.training.run import open_data
 
     train_stream, _ = open_data(args.data)
-    model = config_from_args(args, base=GPTConfig(vocab_size=train_stream.vocab_size))
-    settings = given(args, TrainConfig) | {"data": str(Path(args.data).resolve()), "model": model}
-    return TrainConfig(**settings)
+    settings = given(args, TrainConfig) | {"data": str(Path(args.data).resolve())}
+    if getattr(args, "base", None):
+        model = _finetune_model(args)
+        if "context_len" not in settings and model.context_len:
+            settings["context_len"] = min(model.context_len, FINETUNE_SEQ_LEN)
+    elif args.lora_alpha is not None or args.lora_targets:
+        raise UserError("--lora-alpha and --lora-targets apply to --base fine-tuning; for a GPT "
+                        "trained from scratch use --arch lora --lora-rank R")
+    else:
+        model = config_from_args(args, base=GPTConfig(vocab_size=train_stream.vocab_size))
+    return TrainConfig(**settings, model=model)
 
 
 def format_summary(summary: dict, run_dir: str) -> str:

@@ -18,6 +18,7 @@ from tokenbound.compression.qat import qat_finetune
 from tokenbound.compression.quantize import (QUANTIZERS, QuantConfig, QuantGroup, QuantizedState,
                                              quantize_, register_quantizer)
 from tokenbound.compression.wire import MessageError
+from tokenbound.compression import delta as _delta  # noqa: F401  (registers builder "delta")
 
 
 def gguf_code_length(path, tensors=None, progress: bool = False) -> dict:

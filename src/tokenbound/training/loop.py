@@ -90,8 +90,7 @@ class _Trainer:
         D.barrier(world)
 
     def _setup(self) -> None:
-        models = R.models_api()
-        self.model = models.build_model(self.cfg.model).to(self.device)
+        self.model = R.build_run_model(self.cfg.model).to(self.device)
         self.model.train()
         self.optimizer = make_optimizer(self.model, self.cfg)
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
@@ -221,6 +220,10 @@ def _diverged(cfg: TrainConfig, what: str) -> UserError:
 
 def _check_data(cfg: TrainConfig, stream, world: int) -> None:
     check_batch_args(stream, cfg.context_len, cfg.batch_size, world)
+    if getattr(cfg.model, "base", None) is not None:  # fine-tuning: the base's tokenizer
+        from tokenbound.training.finetune import check_stream
+
+        check_stream(cfg.model, stream)
     vocab = getattr(cfg.model, "vocab_size", None)
     if vocab is not None and vocab != stream.vocab_size:
         raise UserError(f"the model's vocab_size {vocab} differs from the data's "

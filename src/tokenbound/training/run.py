@@ -34,6 +34,27 @@ def models_api():
     return models
 
 
+def build_run_model(model_cfg):
+    """The model a run trains, on the CPU: `build_model(GPTConfig)`, or a frozen base with
+    adapters for an `AdapterConfig` (`tokenbound train --base`, `finetune.py`)."""
+    from tokenbound.models.finetune import AdapterConfig
+
+    if isinstance(model_cfg, AdapterConfig):
+        from tokenbound.training.finetune import build_finetuned
+
+        return build_finetuned(model_cfg)
+    return models_api().build_model(model_cfg)
+
+
+def model_config_from_dict(d: dict):
+    """The model config recorded in a run's config.json: `GPTConfig` or `AdapterConfig`."""
+    from tokenbound.models.finetune import AdapterConfig
+    from tokenbound.training.finetune import is_adapter_config
+
+    return AdapterConfig.from_dict(d) if is_adapter_config(d) else \
+        models_api().GPTConfig.from_dict(d)
+
+
 def open_data(data_dir: str):
     """`(train_stream, heldout_stream_or_None)` of a `tokenbound prepare` directory.
 
@@ -131,9 +152,8 @@ def load_run(run_dir):
         raise UserError(f"{run_dir}: training has not finished; rerun the same `tokenbound "
                         "train` command to resume it")
     config = json.loads((run_dir / CONFIG).read_text())
-    models = models_api()
-    model_cfg = models.GPTConfig.from_dict(config["model"])
-    model = models.build_model(model_cfg)
+    model_cfg = model_config_from_dict(config["model"])
+    model = build_run_model(model_cfg)
     model.load_trained_state(load_file(str(run_dir / MODEL)))
     model.eval()
     info = {"config": config, "train": json.loads((run_dir / SUMMARY).read_text()),

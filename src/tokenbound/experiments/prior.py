@@ -1,0 +1,97 @@
+"""What a certificate's prior is, and who vouches for it (DESIGN 2.1, 2.9).
+
+The bounds hold for a prior fixed without looking at the tokens being bounded. For a model
+trained here and written as a whole message, that is the code itself (`2^-C` over messages)
+and nothing needs to be stated. Two cases rest on a fact that tokenbound cannot check:
+
+- a fine-tuned model (a delta message): the prior is the base `B` plus the code of the
+  adapters, `2^-L(h | B)`; valid only if `B` was fixed independently of these tokens;
+- a Hugging Face or GGUF model certified with a code length below its own files' size
+  (`bound --code-bits 0`, say): the prior singles that model out in advance.
+
+There the user must vouch for the independence in words (`--base-independent "REASON"`); the
+statement is stored verbatim in the report beside the prior's identity, and without it the
+bound is refused. A base trained here on the very stream being bounded is refused outright.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tokenbound.errors import UserError
+
+FLAG = "--base-independent"
+
+
+def _files_bytes(path: str | None) -> int | None:
+    """Total size of a file, or of every file under a directory; None when it is missing."""
+    if not path or not os.path.exists(path):
+        return None
+    p = Path(path)
+    return p.stat().st_size if p.is_file() else sum(f.stat().st_size for f in p.rglob("*")
+                                                        if f.is_file())
+
+
+def _need(statement: str | None, why: str) -> str:
+    if statement is None or not statement.strip():
+        raise UserError(f"{why}; if it was fixed without looking at these tokens, say why with "
+                        f'{FLAG} "REASON" (stored in the report), else certify another model')
+    return statement
+
+
+def prior_section(model: dict, code_bits: int, statement: str | None, *,
+                  stream_identity: str | None = None, n_tokens: int | None = None) -> dict:
+    """The report's `prior`: kind, identity, what the certificate assumes, the statement.
+
+    `model` is the evaluation manifest's model identity (`ModelSource.ident`), `code_bits` the
+    C used. Raises UserError when the prior needs a statement and none is given.
+    """
+    tokens = f"the {n_tokens:,} tokens being bounded" if n_tokens else "the tokens being bounded"
+    base = model.get("prior")
+    if base:
+        if base.get("kind") == "run" and stream_identity and \
+                base.get("data_identity") == stream_identity:
+            raise UserError(f"the base {base.get('path')} was trained on the stream being "
+                            "bounded, so it is not a prior for it; certify on other tokens or "
+                            "use a base trained on a disjoint part of the data")
+        said = _need(statement, f"the fine-tuned model's prior is its base {base.get('path')} "
+                                f"(sha256 {base.get('sha256')}), which tokenbound cannot check "
+                                f"was fixed independently of {tokens}")
+        return {"kind": "base", "base": base, "code_bits": int(code_bits), "statement": said,
+                "assumes": (f"The prior is the base model ({base.get('kind')} "
+                            f"{base.get('path')}, sha256 {base.get('sha256')}) plus the code "
+                            f"of the adapters: P(h) = 2^-L(h|B) with L(h|B) = C = "
+                            f"{int(code_bits):,} bits; the base is part of the decoder and is "
+                            f"not charged. The certificate holds only if the base was fixed "
+                            f"without looking at {tokens}; it fails, for example, if the base "
+                            f"was pretrained on a corpus that contains them.")}
+    kind = model.get("kind")
+    if kind in ("hf", "gguf"):
+        own = _files_bytes(model.get("path"))
+        if own is None or code_bits < 8 * own:
+            size = "unknown (its files are missing)" if own is None else f"{8 * own:,} bits"
+            said = _need(statement, f"--code-bits {code_bits:,} is below the size of the "
+                                    f"{kind} model's own files ({size}): the prior must have "
+                                    "singled this model out in advance")
+            return {"kind": "fixed-model", "model": dict(model), "code_bits": int(code_bits),
+                    "statement": said,
+                    "assumes": (f"The prior gives the model {model.get('path')} (sha256 "
+                                f"{model.get('sha256')}) probability 2^-{int(code_bits):,}: "
+                                f"the certificate holds only if that model was chosen without "
+                                f"looking at {tokens}.")}
+    section = {"kind": "code", "code_bits": int(code_bits),
+               "assumes": (f"The prior is 2^-C over prefix-free messages (C = {int(code_bits):,}"
+                           " bits): the coding scheme, grids and recipe were fixed before "
+                           "the data was seen.")}
+    if statement:
+        section["statement"] = statement
+    return section
+
+
+def format_prior(prior: dict) -> list[str]:
+    """Human lines for the prior (the CLI and report.md)."""
+    lines = [f"prior: {prior['assumes']}"]
+    if prior.get("statement"):
+        lines.append(f'  stated by the user ({FLAG}): "{prior["statement"]}"')
+    return lines
