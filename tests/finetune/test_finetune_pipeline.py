@@ -1,0 +1,175 @@
+"""`train --base` -> delta message -> evaluate -> bound, end to end on a tiny Llama base."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tokenbound.cli import main
+from tokenbound.errors import UserError
+
+FT = ["--steps", "4", "--batch-size", "4", "--seq-len", "24", "--eval-interval", "2",
+      "--eval-batches", "1", "--ckpt-interval", "2", "--no-bf16", "--no-progress",
+      "--device", "cpu", "--lr", "1e-2", "--lora-rank", "2"]
+
+
+@pytest.fixture(scope="module")
+def ft(tmp_path_factory, hf_base, hf_data):
+    """A finished fine-tuning run, its delta message and an exact evaluation of it."""
+    root = tmp_path_factory.mktemp("ft")
+    run, msg, ev = root / "run", root / "ft.tbm", root / "ev"
+    assert main(["train", "--base", str(hf_base), "--data", str(hf_data), "--out", str(run),
+                 *FT]) == 0
+    assert main(["compress", str(run), "--levels", "15", "--out", str(msg),
+                 "--eval-batches", "1", "--json"]) == 0
+    assert main(["evaluate", "--model", str(msg), "--data", str(hf_data / "train"),
+                 "--out", str(ev), "--context", "32", "--batch-size", "4"]) == 0
+    return {"run": run, "msg": msg, "ev": ev, "root": root}
+
+
+def test_run_records_the_base_and_trains_only_adapters(ft, hf_base):
+    cfg = json.loads((ft["run"] / "config.json").read_text())
+    base = cfg["model"]["base"]
+    assert base["kind"] == "hf" and base["path"] == str(hf_base.absolute())
+    from tokenbound.evaluation.sources import dir_sha256
+
+    assert base["sha256"] == dir_sha256(str(hf_base))
+    trained = load_file(str(ft["run"] / "model.safetensors"))
+    assert trained and all(".lora_" in k for k in trained)
+    assert any(t.abs().sum() > 0 for k, t in trained.items() if ".lora_B." in k)  # it trained
+
+
+def test_resume_gives_identical_adapters(tmp_path, hf_base, hf_data, monkeypatch):
+    from tokenbound.training import TrainConfig, train
+    from tokenbound.training import loop as loop_mod
+    from tokenbound.training.finetune import adapter_config
+
+    def cfg(out):
+        return TrainConfig(data=str(hf_data), out=str(out), steps=4, batch_size=4,
+                           context_len=16, eval_interval=2, eval_batches=1, ckpt_interval=2,
+                           bf16=False, device="cpu", lr=1e-2,
+                           model=adapter_config(str(hf_base), rank=2))
+
+    train(cfg(tmp_path / "a"), progress=False)
+    original = loop_mod._Trainer._step
+
+    def step(self, s):
+        if s == 3:
+            raise KeyboardInterrupt
+        return original(self, s)
+
+    with monkeypatch.context() as m:
+        m.setattr(loop_mod._Trainer, "_step", step)
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg(tmp_path / "b"), progress=False)
+    train(cfg(tmp_path / "b"), progress=False)
+    a = load_file(str(tmp_path / "a/model.safetensors"))
+    b = load_file(str(tmp_path / "b/model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_delta_message_codes_only_adapters_and_decodes_to_the_scored_model(ft, hf_base):
+    from tokenbound.compression import QuantConfig, decode, quantize_
+    from tokenbound.evaluation import load_model_fn
+    from tokenbound.training import load_run
+
+    model, _, _ = load_run(ft["run"])
+    quantize_(model, QuantConfig(levels=15))
+    decoded, _, info = decode(ft["msg"])
+    assert info["header"]["builder"] == "delta"
+    assert info["trained_parameters"] == sum(t.numel() for t in model.trained_state().values())
+    # the base's weights are not in the message: far fewer bits than the base's parameters
+    assert info["total_bits"] < sum(p.numel() for p in decoded.net.parameters())
+    idx = torch.randint(1, 40, (2, 20))
+    with torch.no_grad():
+        want = model(idx)
+        torch.testing.assert_close(decoded(idx), want, rtol=0, atol=0)
+        src = load_model_fn(str(ft["msg"]))
+        torch.testing.assert_close(src.fn(idx), want, rtol=0, atol=0)
+    assert src.ident["prior"]["sha256"] == info["header"]["config"]["adapter"]["base"]["sha256"]
+
+
+def test_decoding_needs_the_same_base(ft, hf_base, tmp_path):
+    from tokenbound.compression import decode
+    from tokenbound.compression.delta import BaseMismatch, using_base
+
+    moved = tmp_path / "moved"
+    shutil.copytree(hf_base, moved)
+    with using_base(str(moved)):
+        decode(ft["msg"])  # same files elsewhere: fine
+    (moved / "config.json").write_text((moved / "config.json").read_text() + "\n")
+    want = json.loads((ft["run"] / "config.json").read_text())["model"]["base"]["sha256"]
+    with using_base(str(moved)), pytest.raises(BaseMismatch) as err:
+        decode(ft["msg"])
+    assert want in str(err.value) and "--base" in str(err.value)
+    with using_base(str(tmp_path / "gone")), pytest.raises(BaseMismatch, match="missing"):
+        decode(ft["msg"])
+
+
+def test_evaluate_base_flag_and_changed_base_one_line(ft, hf_base, hf_data, tmp_path, capsys):
+    moved = tmp_path / "copy"
+    shutil.copytree(hf_base, moved)
+    (moved / "generation_config.json").write_text("{}")
+    args = ["evaluate", "--model", str(ft["msg"]), "--data", str(hf_data / "train"),
+            "--out", str(tmp_path / "ev"), "--context", "32", "--base", str(moved)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("tokenbound evaluate: error:") and "sha256" in err
+    assert not (tmp_path / "ev").exists()
+
+
+def test_bound_requires_and_records_the_statement(ft, tmp_path, capsys):
+    base = ["bound", str(ft["ev"]), "--message", str(ft["msg"])]
+    assert main(base) == 2
+    assert "--base-independent" in capsys.readouterr().err
+    reason = "a randomly initialized base, saved before the corpus was written"
+    out = tmp_path / "bound.json"
+    assert main([*base, "--base-independent", reason, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    res = json.loads(out.read_text())
+    assert res["prior"]["kind"] == "base" and res["prior"]["statement"] == reason
+    assert res["prior"]["base"]["kind"] == "hf" and reason in printed
+    assert "fixed without looking at" in res["prior"]["assumes"]
+    assert res["token"]["best"]["code_bits"] == 8 * ft["msg"].stat().st_size
+
+
+def test_hf_model_below_its_own_size_needs_a_statement(ft, hf_base, hf_data, capsys):
+    ev = ft["root"] / "ev-base"
+    assert main(["evaluate", "--model", str(hf_base), "--data", str(hf_data / "train"),
+                 "--out", str(ev), "--context", "32"]) == 0
+    assert main(["bound", str(ev), "--code-bits", "0"]) == 2
+    assert "--base-independent" in capsys.readouterr().err
+    assert main(["bound", str(ev), "--code-bits", "0", "--base-independent", "untrained",
+                 "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["prior"]["kind"] == "fixed-model" and res["prior"]["statement"] == "untrained"
+    size = sum(f.stat().st_size for f in hf_base.rglob("*") if f.is_file())
+    assert main(["bound", str(ev), "--code-bits", str(8 * size), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["prior"]["kind"] == "code"
+
+
+def test_bad_bases_and_mismatched_tokenizer(tmp_path, hf_base, hf_data, capsys):
+    from tokenbound.experiments import steps
+
+    (tmp_path / "c.txt").write_text("the cat sat\n\nthe dog sat\n\nthe hen sat\n\nthe fox sat")
+    steps.prepare(str(tmp_path / "c.txt"), "bytes", tmp_path / "bytes", heldout_fraction=0.0,
+                  doc_separator="\\n\\n")
+    from transformers import ResNetConfig, ResNetModel
+
+    ResNetModel(ResNetConfig(embedding_size=8, hidden_sizes=[8], depths=[1])).save_pretrained(
+        str(tmp_path / "resnet"))
+    cases = [(str(hf_base), tmp_path / "bytes", "--tokenizer hf:"),
+             (str(tmp_path / "resnet"), hf_data, "not a causal language model"),
+             (str(tmp_path / "nothing"), hf_data, "no such file")]
+    for base, data, words in cases:
+        out = tmp_path / f"run-{len(words)}"
+        assert main(["train", "--base", base, "--data", str(data), "--out", str(out),
+                     *FT]) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]  # after transformers' bars
+        assert err.startswith("tokenbound train: error:") and words in err, err
+        assert not out.exists()
+    assert main(["train", "--base", str(hf_base), "--data", str(hf_data), "--out",
+                 str(tmp_path / "x"), *FT, "--n-layer", "2"]) == 2
+    assert "does not apply with --base" in capsys.readouterr().err
