@@ -173,3 +173,32 @@ def test_bad_bases_and_mismatched_tokenizer(tmp_path, hf_base, hf_data, capsys):
     assert main(["train", "--base", str(hf_base), "--data", str(hf_data), "--out",
                  str(tmp_path / "x"), *FT, "--n-layer", "2"]) == 2
     assert "does not apply with --base" in capsys.readouterr().err
+
+
+def test_our_gpt_run_as_base(tmp_path, capsys):
+    """A tokenbound run is a base too; a base trained on the bounded stream is no prior for it."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "training"))
+    from training_helpers import TINY, write_toy_data
+
+    data = write_toy_data(tmp_path / "data")
+    assert main(["train", "--data", data, "--out", str(tmp_path / "gpt"), *TINY]) == 0
+    ft = ["--steps", "2", "--batch-size", "4", "--seq-len", "12", "--eval-batches", "0",
+          "--ckpt-interval", "0", "--no-bf16", "--no-progress", "--device", "cpu"]
+    assert main(["train", "--base", str(tmp_path / "gpt"), "--data", data, "--out",
+                 str(tmp_path / "ft"), *ft]) == 0
+    msg, ev = tmp_path / "ft.tbm", tmp_path / "ev"
+    assert main(["compress", str(tmp_path / "ft"), "--levels", "7", "--out", str(msg),
+                 "--eval-batches", "0", "--json"]) == 0
+    assert main(["evaluate", "--model", str(msg), "--data", f"{data}/train", "--out", str(ev),
+                 "--batch-size", "4"]) == 0
+    capsys.readouterr()
+    assert main(["bound", str(ev), "--message", str(msg), "--base-independent", "x"]) == 2
+    assert "trained on the stream being bounded" in capsys.readouterr().err
+    # on the held-out stream the same base is a prior (with the user's statement)
+    assert main(["evaluate", "--model", str(msg), "--data", f"{data}/heldout", "--out",
+                 str(tmp_path / "evh"), "--batch-size", "4"]) == 0
+    assert main(["bound", str(tmp_path / "evh"), "--message", str(msg), "--base-independent",
+                 "the base saw only DATA/train"]) == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 
 HELP = "tokenize a corpus into train/held-out token streams"
@@ -27,6 +28,7 @@ EPILOG = """examples:
   tokenbound prepare --corpus proteins.fasta --tokenizer chars:ACDEFGHIKLMNPQRSTVWYX --out data/prot
   tokenbound prepare --corpus nanogpt/data/openwebtext/train.bin --heldout-fraction 0 \
       --tokenizer hf:gpt2/tokenizer.json --eot '<|endoftext|>' --out data/owt
+  tokenbound prepare --corpus shakespeare --out data/sp --prior-split 0.5 --split-seed 0
 """
 
 
@@ -56,6 +58,12 @@ def add_arguments(parser):
     parser.add_argument("--text-column", default="text", metavar="NAME",
                         help="text column of a saved Hugging Face dataset, or field of a JSON Lines "
                              "file (default: text)")
+    parser.add_argument("--prior-split", type=float, default=None, metavar="F",
+                        help="also split the training documents, seeded, into DIR/prior (a "
+                             "fraction F of them: train a base there) and DIR/bound (the rest: "
+                             "the tokens a base + delta model is certified on; DESIGN 2.9)")
+    parser.add_argument("--split-seed", type=int, default=0, metavar="S",
+                        help="seed of --prior-split (fix it before looking at results)")
 
 
 def _summary_line(split: str, stream, skipped: bool) -> str:
@@ -91,4 +99,17 @@ def run(args) -> int:
                       progress=sys.stderr.isatty(), heldout_fraction=args.heldout_fraction,
                       doc_separator=separator, glob=args.glob, text_column=args.text_column)
     _print_summary([r.stream for r in results], [r.skipped for r in results])
+    _prior_split(args, Path(args.out))
     return 0
+
+
+def _prior_split(args, out: Path) -> None:
+    """OUT/prior and OUT/bound when --prior-split is given (`data/split.py`)."""
+    if args.prior_split is None:
+        return
+    from tokenbound.data.split import write_split
+
+    for part, stream in zip(("prior", "bound"), write_split(out / "train", out, args.prior_split,
+                                                             args.split_seed,
+                                                             overwrite=args.force)):
+        print(_summary_line(part, stream, False))

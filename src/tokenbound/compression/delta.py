@@ -138,9 +138,16 @@ def load_base_module(ident: dict) -> tuple[torch.nn.Module, dict]:
     if not hasattr(cfg, "n_layer"):
         raise UserError(f"--base {path} is itself a fine-tuning run; give its base, or a run "
                         "that trained a model from scratch")
-    data_meta = Path(info["config"]["data"]) / "train" / "meta.json"
-    tok = json.loads(data_meta.read_text()).get("tokenizer") if data_meta.is_file() else None
-    return model, {"context_len": cfg.context_len, "tokenizer": tok}
+    return model, {"context_len": cfg.context_len, "tokenizer": _run_tokenizer(info["config"])}
+
+
+def _run_tokenizer(config: dict) -> str | None:
+    """The tokenizer spec of a run's training stream (DATA/train, else DATA), if still there."""
+    root = Path(config.get("data", ""))
+    for meta in (root / "train" / "meta.json", root / "meta.json"):
+        if meta.is_file():
+            return json.loads(meta.read_text()).get("tokenizer")
+    return None
 
 
 def _from_pretrained(path: str, kind: str):

@@ -77,7 +77,8 @@ def check_vocab(stream, model: ModelSource) -> None:
 
 
 def build_manifest(stream, model: ModelSource, cfg: EvalConfig) -> dict:
-    return {
+    split = getattr(stream, "meta", {}).get("split")  # a part of a prior split (data/split.py)
+    man = {
         "stream_sha256": stream_sha256(stream), "stream_identity": stream_identity(stream),
         "n_tokens": int(len(stream.tokens)),
         "n_docs": int(len(stream.doc_offsets) - 1), "start_id": int(stream.start_id),
@@ -90,6 +91,7 @@ def build_manifest(stream, model: ModelSource, cfg: EvalConfig) -> dict:
         "grids": {"alphas": list(ALPHA_GRID), "topk": list(TOPK), "centers": list(CENTERS),
                   "betting_lambdas": [float(x) for x in BETTING_LAMBDAS]},
     }
+    return man | ({"split": split} if split else {})
 
 
 def stream_identity(stream) -> str:

@@ -41,14 +41,18 @@ def _need(statement: str | None, why: str) -> str:
 
 
 def prior_section(model: dict, code_bits: int, statement: str | None, *,
-                  stream_identity: str | None = None, n_tokens: int | None = None) -> dict:
+                  stream_identity: str | None = None, n_tokens: int | None = None,
+                  stream_split: dict | None = None) -> dict:
     """The report's `prior`: kind, identity, what the certificate assumes, the statement.
 
     `model` is the evaluation manifest's model identity (`ModelSource.ident`), `code_bits` the
-    C used. Raises UserError when the prior needs a statement and none is given.
+    C used, `stream_split` the scored stream's `split` (`data/split.py`) when it is a part of
+    a prior split. Raises UserError when the prior needs a statement and none is given.
     """
     tokens = f"the {n_tokens:,} tokens being bounded" if n_tokens else "the tokens being bounded"
     base = model.get("prior")
+    if base and _is_split_prior(base, stream_split):
+        return _split_section(base, stream_split, code_bits, statement)
     if base:
         if base.get("kind") == "run" and stream_identity and \
                 base.get("data_identity") == stream_identity:
@@ -84,6 +88,34 @@ def prior_section(model: dict, code_bits: int, statement: str | None, *,
                "assumes": (f"The prior is 2^-C over prefix-free messages (C = {int(code_bits):,}"
                            " bits): the coding scheme, grids and recipe were fixed before "
                            "the data was seen.")}
+    if statement:
+        section["statement"] = statement
+    return section
+
+
+def _is_split_prior(base: dict, split: dict | None) -> bool:
+    """True when `base` is a run trained here on exactly the prior part of the split whose
+    bound part is being scored: then no statement is needed."""
+    return (base.get("kind") == "run" and isinstance(split, dict) and split.get("part") == "bound"
+            and split.get("prior_identity") is not None
+            and base.get("data_identity") == split.get("prior_identity"))
+
+
+def _split_section(base: dict, split: dict, code_bits: int, statement: str | None) -> dict:
+    (n0, n1), (m0, m1) = split["n_docs"], split["n_tokens"]
+    section = {"kind": "split", "base": base, "split": split, "code_bits": int(code_bits),
+               "covers": {"part": "bound", "n_docs": n1, "n_tokens": m1,
+                          "of_docs": n0 + n1, "of_tokens": m0 + m1},
+               "assumes": (f"The prior is the base {base.get('path')} (sha256 "
+                           f"{base.get('sha256')}), trained here on the prior part of a seeded "
+                           f"split of the training documents (seed {split['seed']}, prior "
+                           f"fraction {split['prior_fraction']}: {n0:,} documents, {m0:,} tokens) "
+                           f"fixed before training, plus the code of the adapters (C = "
+                           f"{int(code_bits):,} bits). The certificate covers the {m1:,} tokens "
+                           f"of the {n1:,} documents of the bound part only (m = m_1), "
+                           f"conditioned on the prior part; it assumes the split, the base's "
+                           f"recipe and this model's recipe were not chosen by looking at "
+                           f"results.")}
     if statement:
         section["statement"] = statement
     return section

@@ -185,7 +185,7 @@ def _inject(base: nn.Module, cfg: AdapterConfig) -> nn.Module:
 
 
 def attach_adapters(base: nn.Module, cfg: AdapterConfig) -> FinetunedModel:
-    """`FinetunedModel(base, cfg)` in eval mode on the CPU (deterministic given `cfg`)."""
-    model = FinetunedModel(base.cpu().float(), cfg)
+    """`FinetunedModel(base, cfg)` in eval mode (deterministic given `cfg` and the base)."""
+    model = FinetunedModel(base, cfg)  # loaders give float32 on the CPU
     model.eval()
     return model

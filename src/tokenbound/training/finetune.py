@@ -52,9 +52,11 @@ def check_stream(cfg, stream) -> None:
         raise UserError(f"--base {base['path']} records no tokenizer (an HF directory needs "
                         "its tokenizer.json); add it, so the data can be prepared with it")
     fix = f"prepare the data with --tokenizer {spec}"
-    if sha and meta.get("tokenizer_sha256") and sha != meta["tokenizer_sha256"]:
-        raise UserError(f"the data was tokenized with {meta.get('tokenizer')!r}, not with the "
-                        f"base's tokenizer (file hashes differ); {fix}")
+    if sha and meta.get("tokenizer_sha256"):
+        if sha != meta["tokenizer_sha256"]:
+            raise UserError(f"the data was tokenized with {meta.get('tokenizer')!r}, not with "
+                            f"the base's tokenizer (file hashes differ); {fix}")
+        return  # the same tokenizer file (its spec may name it by another path or alias)
     if not meta.get("tokenizer"):
         raise UserError(f"the data records no tokenizer, so it cannot be checked against the "
                         f"base's; {fix}")
