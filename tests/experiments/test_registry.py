@@ -13,7 +13,7 @@ from tokenbound.experiments import registry
 def test_registry_names_and_modules():
     assert registry.list_experiments() == ["compression", "doc-vs-token", "quantization",
                                            "markov", "memorization", "pretrained", "sampling",
-                                           "scaling"]
+                                           "scaling", "finetune"]
     assert registry.EXPERIMENTS["doc-vs-token"] == "tokenbound.experiments.exp_doc_vs_token"
     mod = registry.load("markov")
     assert callable(mod.run) and isinstance(mod.HELP, str)

@@ -202,3 +202,31 @@ def test_our_gpt_run_as_base(tmp_path, capsys):
                  str(tmp_path / "evh"), "--batch-size", "4"]) == 0
     assert main(["bound", str(tmp_path / "evh"), "--message", str(msg), "--base-independent",
                  "the base saw only DATA/train"]) == 0
+
+
+def test_experiment_finetune_on_a_tiny_base(tmp_path, hf_base, monkeypatch):
+    """The experiment's wiring (rows, priors, statement) with the tiny Llama in place of
+    SmolLM2 and a few .py files as the corpus."""
+    from conftest import TEXT
+    from tokenbound.experiments import exp_finetune as X
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i, para in enumerate(TEXT.split("\n\n")[:10]):
+        (corpus / f"f{i}.py").write_text(f"# {para}\n")
+    monkeypatch.setattr(X, "base", lambda: (str(hf_base), f"hf:{hf_base}/tokenizer.json"))
+    monkeypatch.setattr(X, "corpus_dir", lambda: str(corpus))
+    monkeypatch.setattr(X, "_whole_code_bits", lambda *a: 10_000_000)
+    res = X.run(str(tmp_path / "out"), quick=False, progress=False, smoke=True,
+                scale_override={"train_docs": 6, "seq_len": 32, "context_len": 32,
+                                "subspace_dim": 50})
+    ft, base, whole = res["rows"]
+    assert ft["tokens m"] == base["tokens m"] == whole["tokens m"] > 0
+    assert base["code bits C"] == 0 and base["complexity term"] < ft["complexity term"]
+    assert ft["code bits C"] == 8 * (tmp_path / "out" / "ft.tbm").stat().st_size
+    assert ft["prior"]["kind"] == "base" and ft["prior"]["statement"] == X.STATEMENT
+    assert base["prior"]["kind"] == "fixed-model" and whole["vacuous"]
+    again = X.run(str(tmp_path / "out"), quick=False, progress=False, smoke=True,
+                  scale_override={"train_docs": 6, "seq_len": 32, "context_len": 32,
+                                  "subspace_dim": 50})
+    assert again["rows"][0]["bound bits/token"] == ft["bound bits/token"]  # resumed, same

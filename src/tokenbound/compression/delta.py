@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import copy
 import json
 import os
 import sys
@@ -33,6 +34,7 @@ from tokenbound.compression.wire import MessageError
 from tokenbound.errors import UserError
 
 BASE_KINDS = ("hf", "gguf", "message", "run")
+_LOADED: dict = {}  # (kind, sha256) -> (pristine base module, info): the last base loaded
 _OVERRIDE: contextvars.ContextVar[str | None] = contextvars.ContextVar("tb_base", default=None)
 
 
@@ -190,7 +192,12 @@ def open_base(ident: dict) -> tuple[torch.nn.Module, dict]:
         raise BaseMismatch(f"the base {path} has sha256 {found['sha256']} ({found['kind']}), "
                            f"but this model was fine-tuned from sha256 {ident.get('sha256')} "
                            f"({ident['kind']}); pass the original base with --base PATH")
-    return load_base_module({**ident, "path": path})
+    key = (ident["kind"], found["sha256"])
+    if key not in _LOADED:  # one load per process (a GGUF base takes a while to dequantize)
+        _LOADED.clear()
+        _LOADED[key] = load_base_module({**ident, "path": path})
+    module, info = _LOADED[key]
+    return copy.deepcopy(module), dict(info)  # adapters are injected into the copy in place
 
 
 def build_delta(adapter: dict):

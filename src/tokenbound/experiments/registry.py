@@ -26,6 +26,7 @@ EXPERIMENTS: dict[str, str] = {
     "pretrained": "tokenbound.experiments.exp_pretrained",
     "sampling": "tokenbound.experiments.exp_sampling",
     "scaling": "tokenbound.experiments.exp_scaling",
+    "finetune": "tokenbound.experiments.exp_finetune",
 }
 
 

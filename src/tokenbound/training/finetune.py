@@ -25,13 +25,14 @@ def adapter_config(base: str, *, rank: int = 8, alpha: float = 16.0, targets=(),
                    subspace_dim: int | None = None, seed: int = 0):
     """`AdapterConfig` for the base at path `base` (hashes its files; checks the targets by
     attaching the adapters once)."""
-    from tokenbound.compression.delta import base_identity, load_base_module
+    from tokenbound.compression.delta import base_identity, open_base, using_base
     from tokenbound.models.finetune import AdapterConfig, attach_adapters
 
     ident = base_identity(base)
     cfg = AdapterConfig(base=ident, rank=rank, alpha=alpha, targets=tuple(targets or ()),
                         subspace_dim=subspace_dim, seed=seed)
-    module, info = load_base_module(ident)
+    with using_base(None):
+        module, info = open_base(ident)
     if info.get("tokenizer") and not ident.get("tokenizer"):
         ident["tokenizer"] = info["tokenizer"]
     cfg.context_len = info.get("context_len")
