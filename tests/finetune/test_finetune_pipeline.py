@@ -207,7 +207,7 @@ def test_our_gpt_run_as_base(tmp_path, capsys):
 def test_experiment_finetune_on_a_tiny_base(tmp_path, hf_base, monkeypatch):
     """The experiment's wiring (rows, priors, statement) with the tiny Llama in place of
     SmolLM2 and a few .py files as the corpus."""
-    from conftest import TEXT
+    from finetune_helpers import TEXT
     from tokenbound.experiments import exp_finetune as X
 
     corpus = tmp_path / "corpus"

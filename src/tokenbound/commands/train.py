@@ -61,7 +61,7 @@ FINETUNE_MODEL_FLAGS = ("lora_rank", "subspace_dim", "seed")
 """Model flags that keep their meaning with --base; every other model flag is refused."""
 
 
-def _finetune_model(args):
+def _finetune_model(args, stream):
     """`AdapterConfig` of `--base` and the adapter flags; UserError for GPT-only flags."""
     from tokenbound.commands.flags import given
     from tokenbound.models import GPTConfig
@@ -75,7 +75,7 @@ def _finetune_model(args):
     return adapter_config(args.base, rank=rank,
                           alpha=args.lora_alpha if args.lora_alpha is not None else 2.0 * rank,
                           targets=args.lora_targets or (), subspace_dim=args.subspace_dim,
-                          seed=args.seed or 0)
+                          seed=args.seed or 0, stream=stream)
 
 
 def build_config(args):
@@ -90,7 +90,7 @@ def build_config(args):
     train_stream, _ = open_data(args.data)
     settings = given(args, TrainConfig) | {"data": str(Path(args.data).resolve())}
     if getattr(args, "base", None):
-        model = _finetune_model(args)
+        model = _finetune_model(args, train_stream)
         if "context_len" not in settings and model.context_len:
             settings["context_len"] = min(model.context_len, FINETUNE_SEQ_LEN)
     elif args.lora_alpha is not None or args.lora_targets:

@@ -21,20 +21,25 @@ from tokenbound.errors import UserError
 log = logging.getLogger(__name__)
 
 
-def adapter_config(base: str, *, rank: int = 8, alpha: float = 16.0, targets=(),
-                   subspace_dim: int | None = None, seed: int = 0):
+def adapter_config(base: str, *, rank: int = 4, alpha: float = 8.0, targets=(),
+                   subspace_dim: int | None = None, seed: int = 0, stream=None):
     """`AdapterConfig` for the base at path `base` (hashes its files; checks the targets by
-    attaching the adapters once)."""
+    attaching the adapters once). With `stream`, its tokenizer is checked against the base's
+    first (before a slow base is loaded, when the base's files name their tokenizer)."""
     from tokenbound.compression.delta import base_identity, open_base, using_base
     from tokenbound.models.finetune import AdapterConfig, attach_adapters
 
     ident = base_identity(base)
     cfg = AdapterConfig(base=ident, rank=rank, alpha=alpha, targets=tuple(targets or ()),
                         subspace_dim=subspace_dim, seed=seed)
+    if stream is not None and ident.get("tokenizer"):
+        check_stream(cfg, stream)
     with using_base(None):
         module, info = open_base(ident)
     if info.get("tokenizer") and not ident.get("tokenizer"):
         ident["tokenizer"] = info["tokenizer"]
+        if stream is not None:
+            check_stream(cfg, stream)
     cfg.context_len = info.get("context_len")
     attach_adapters(module, cfg)  # fails here, before anything is written, on bad targets
     return cfg
