@@ -18,12 +18,17 @@ docs/ARCHITECTURE.md), so that evaluation imports neither.
 - `load_run_fn(run_dir, device, dtype)`: the final model of a finished training run, unquantized.
 - `load_hf_model(source, ...)`: the only `AutoModelForCausalLM.from_pretrained` of the package
   (a directory or a `.gguf` file), failures as one-line UserErrors.
+- `base_identity(source)`, `load_base_module(ident)`: the base of a fine-tuned model (DESIGN
+  2.9; a Hugging Face directory, a GGUF file, a message or a run) as a torch module, and its
+  identity (sha256 of its files) that delta messages record (`compression/delta.py`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+from pathlib import Path
 
 import torch
 
@@ -205,3 +210,99 @@ def load_model_fn(source: str, device: str = "cpu", dtype: str = "fp32",
         raise UserError("--device-map applies to Hugging Face and GGUF models; a tokenbound "
                         "message loads on one --device")
     return _load_message(source, device, dtype)
+
+
+# ---- bases of fine-tuned models (DESIGN 2.9) ----------------------------------------------
+def base_kind(source: str) -> str:
+    """`hf`, `gguf`, `message` or `run` for an existing SOURCE; UserError otherwise."""
+    from tokenbound.training.run import is_training_run
+
+    p = Path(source)
+    if not p.exists():
+        raise UserError(f"--base {source}: no such file or directory; give a Hugging Face "
+                        "causal-LM directory, a .gguf file, a tokenbound message or run")
+    if p.is_dir():
+        if is_training_run(p):
+            return "run"
+        if (p / "config.json").is_file():
+            return "hf"
+        raise UserError(f"--base {source}: a directory without config.json; give a Hugging "
+                        "Face causal-LM directory or a tokenbound training run")
+    return "gguf" if p.suffix == ".gguf" else "message"
+
+
+def base_identity(source: str) -> dict:
+    """The identity of the base at SOURCE (`compression/delta.py`): kind (hf, gguf, message,
+    run), absolute path, sha256 of its files, bytes, and its tokenizer (spec and file sha256)
+    when the files name one; a run adds its training data's identity."""
+    kind, p = base_kind(source), Path(source).absolute()
+    ident = {"kind": kind, "path": str(p)}
+    if kind == "hf":
+        files = [f for f in p.rglob("*") if f.is_file()]
+        ident.update(sha256=dir_sha256(str(p)), bytes=sum(f.stat().st_size for f in files))
+        tok = p / "tokenizer.json"
+        if tok.is_file():
+            ident.update(tokenizer=f"hf:{tok}", tokenizer_sha256=file_sha256(str(tok)))
+    elif kind == "gguf":
+        sha = file_sha256(str(p))
+        ident.update(sha256=sha, bytes=p.stat().st_size, tokenizer=f"gguf:{p}",
+                     tokenizer_sha256=sha)
+    elif kind == "message":
+        ident.update(sha256=file_sha256(str(p)), bytes=p.stat().st_size)
+    else:
+        ident.update(_run_identity(p))
+    return ident
+
+
+def _run_identity(p: Path) -> dict:
+    import hashlib
+
+    from tokenbound.training.run import CONFIG, MODEL, is_complete
+
+    if not is_complete(p):
+        raise UserError(f"--base {p}: training has not finished; rerun its `tokenbound train` "
+                        "command to finish it first")
+    config = json.loads((p / CONFIG).read_text())
+    h = hashlib.sha256(json.dumps(config["model"], sort_keys=True).encode())
+    h.update(file_sha256(str(p / MODEL)).encode())
+    return {"sha256": h.hexdigest(), "bytes": (p / MODEL).stat().st_size,
+            "data_sha256": config.get("data_sha256"),
+            "data_identity": config.get("data_identity")}
+
+
+def load_base_module(ident: dict) -> tuple[torch.nn.Module, dict]:
+    """`(module, info)` of the base `ident` describes, loaded from `ident["path"]` (float32,
+    CPU, eval mode). `info` has the tokenizer spec when the base records one, and
+    `context_len`. No hash check here: see `open_base`."""
+    kind, path = ident["kind"], ident["path"]
+    if kind in ("hf", "gguf"):
+        model = load_hf_model(path, torch_dtype=torch.float32, flag="--base")
+        ctx = getattr(model.config, "max_position_embeddings", None)
+        return model, {"context_len": ctx}
+    if kind == "message":
+        from tokenbound.compression import decode
+
+        model, cfg, info = decode(path)
+        if info["header"]["builder"] == "delta":
+            raise UserError(f"--base {path} is itself a fine-tuned (delta) message; give its "
+                            "base, or a message of a whole model")
+        extra = info["extra"] if isinstance(info["extra"], dict) else {}
+        return model, {"context_len": getattr(cfg, "context_len", None) or
+                       getattr(cfg, "max_position_embeddings", None),
+                       "tokenizer": extra.get("tokenizer")}
+    from tokenbound.training.run import load_run
+
+    model, cfg, info = load_run(path)
+    if not hasattr(cfg, "n_layer"):
+        raise UserError(f"--base {path} is itself a fine-tuning run; give its base, or a run "
+                        "that trained a model from scratch")
+    return model, {"context_len": cfg.context_len, "tokenizer": _run_tokenizer(info["config"])}
+
+
+def _run_tokenizer(config: dict) -> str | None:
+    """The tokenizer spec of a run's training stream (DATA/train, else DATA), if still there."""
+    root = Path(config.get("data", ""))
+    for meta in (root / "train" / "meta.json", root / "meta.json"):
+        if meta.is_file():
+            return json.loads(meta.read_text()).get("tokenizer")
+    return None

@@ -33,7 +33,7 @@ def test_run_records_the_base_and_trains_only_adapters(ft, hf_base):
     cfg = json.loads((ft["run"] / "config.json").read_text())
     base = cfg["model"]["base"]
     assert base["kind"] == "hf" and base["path"] == str(hf_base.absolute())
-    from tokenbound.evaluation.sources import dir_sha256
+    from tokenbound.sources import dir_sha256
 
     assert base["sha256"] == dir_sha256(str(hf_base))
     trained = load_file(str(ft["run"] / "model.safetensors"))
@@ -72,7 +72,7 @@ def test_resume_gives_identical_adapters(tmp_path, hf_base, hf_data, monkeypatch
 
 def test_delta_message_codes_only_adapters_and_decodes_to_the_scored_model(ft, hf_base):
     from tokenbound.compression import QuantConfig, decode, quantize_
-    from tokenbound.evaluation import load_model_fn
+    from tokenbound.sources import load_model_fn
     from tokenbound.training import load_run
 
     model, _, _ = load_run(ft["run"])
@@ -161,7 +161,7 @@ def test_bad_bases_and_mismatched_tokenizer(tmp_path, hf_base, hf_data, capsys):
     ResNetModel(ResNetConfig(embedding_size=8, hidden_sizes=[8], depths=[1])).save_pretrained(
         str(tmp_path / "resnet"))
     cases = [(str(hf_base), tmp_path / "bytes", "--tokenizer hf:"),
-             (str(tmp_path / "resnet"), hf_data, "not a causal language model"),
+             (str(tmp_path / "resnet"), hf_data, "cannot load it"),
              (str(tmp_path / "nothing"), hf_data, "no such file")]
     for base, data, words in cases:
         out = tmp_path / f"run-{len(words)}"
