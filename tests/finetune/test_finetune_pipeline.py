@@ -175,6 +175,7 @@ def test_bad_bases_and_mismatched_tokenizer(tmp_path, hf_base, hf_data, capsys):
     assert "does not apply with --base" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_our_gpt_run_as_base(tmp_path, capsys):
     """A tokenbound run is a base too; a base trained on the bounded stream is no prior for it."""
     import sys
@@ -204,6 +205,7 @@ def test_our_gpt_run_as_base(tmp_path, capsys):
                  "the base saw only DATA/train"]) == 0
 
 
+@pytest.mark.slow
 def test_experiment_finetune_on_a_tiny_base(tmp_path, hf_base, monkeypatch):
     """The experiment's wiring (rows, priors, statement) with the tiny Llama in place of
     SmolLM2 and a few .py files as the corpus."""
