@@ -33,7 +33,7 @@ def test_run_records_the_base_and_trains_only_adapters(ft, hf_base):
     cfg = json.loads((ft["run"] / "config.json").read_text())
     base = cfg["model"]["base"]
     assert base["kind"] == "hf" and base["path"] == str(hf_base.absolute())
-    from tokenbound.sources import dir_sha256
+    from tokenbound.fileio import dir_sha256
 
     assert base["sha256"] == dir_sha256(str(hf_base))
     trained = load_file(str(ft["run"] / "model.safetensors"))
