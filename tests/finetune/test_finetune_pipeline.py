@@ -232,3 +232,26 @@ def test_experiment_finetune_on_a_tiny_base(tmp_path, hf_base, monkeypatch):
                   scale_override={"train_docs": 6, "seq_len": 32, "context_len": 32,
                                   "subspace_dim": 50})
     assert again["rows"][0]["bound bits/token"] == ft["bound bits/token"]  # resumed, same
+
+
+def test_sampled_evaluation_of_a_delta_names_the_prior_too(ft, hf_data, tmp_path, capsys):
+    ev = tmp_path / "ev-sampled"
+    assert main(["evaluate", "--model", str(ft["msg"]), "--data", str(hf_data / "train"),
+                 "--out", str(ev), "--context", "32", "--mode", "sampled", "--samples", "40",
+                 "--batch-size", "4"]) == 0
+    assert main(["bound", str(ev), "--message", str(ft["msg"])]) == 2
+    assert "--base-independent" in capsys.readouterr().err
+    assert main(["bound", str(ev), "--message", str(ft["msg"]), "--base-independent", "why",
+                 "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["mode"] == "sampled" and res["prior"]["kind"] == "base"
+    assert res["prior"]["statement"] == "why"
+
+
+def test_cli_refuses_adapters_on_modules_that_do_not_exist(tmp_path, hf_base, hf_data, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--base", str(hf_base), "--data", str(hf_data), "--out", str(out),
+                 *FT, "--lora-targets", "nope_proj"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--lora-targets nope_proj" in err and "q_proj" in err  # names what exists
+    assert not out.exists()
