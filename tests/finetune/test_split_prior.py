@@ -88,6 +88,20 @@ def test_split_prior_certifies_the_bound_part_without_a_statement(tmp_path, caps
     assert "trained on the stream being bounded" in capsys.readouterr().err
 
 
+def test_a_base_trained_on_the_whole_split_stream_is_no_prior_for_its_bound_part():
+    from tokenbound.experiments.prior import prior_section
+
+    split = {"part": "bound", "of": "ALL", "prior_identity": "PRIOR", "seed": 0,
+             "prior_fraction": 0.5, "n_docs": [1, 1], "n_tokens": [5, 5]}
+    model = {"kind": "message", "prior": {"kind": "run", "path": "b", "sha256": "s",
+                                          "data_identity": "ALL"}}
+    with pytest.raises(UserError, match="trained on the stream being bounded"):
+        prior_section(model, 100, "trust me", stream_identity="BOUND", stream_split=split)
+    model["prior"]["data_identity"] = "PRIOR"
+    assert prior_section(model, 100, None, stream_identity="BOUND",
+                         stream_split=split)["kind"] == "split"
+
+
 def test_prepare_prior_split_flag(tmp_path, capsys):
     text = "\n\n".join(f"document number {i} " * 3 for i in range(12))
     (tmp_path / "c.txt").write_text(text)

@@ -11,7 +11,8 @@ and nothing needs to be stated. Two cases rest on a fact that tokenbound cannot 
 
 There the user must vouch for the independence in words (`--base-independent "REASON"`); the
 statement is stored verbatim in the report beside the prior's identity, and without it the
-bound is refused. A base trained here on the very stream being bounded is refused outright.
+bound is refused. A base trained here on the very stream being bounded, or on the whole stream
+that a split's bound part came from, is refused outright.
 """
 
 from __future__ import annotations
@@ -54,11 +55,12 @@ def prior_section(model: dict, code_bits: int, statement: str | None, *,
     if base and _is_split_prior(base, stream_split):
         return _split_section(base, stream_split, code_bits, statement)
     if base:
-        if base.get("kind") == "run" and stream_identity and \
-                base.get("data_identity") == stream_identity:
+        seen = {stream_identity, (stream_split or {}).get("of")} - {None}
+        if base.get("kind") == "run" and base.get("data_identity") in seen:
             raise UserError(f"the base {base.get('path')} was trained on the stream being "
-                            "bounded, so it is not a prior for it; certify on other tokens or "
-                            "use a base trained on a disjoint part of the data")
+                            "bounded (or on the whole stream it is a part of), so it is not a "
+                            "prior for it; certify on other tokens or use a base trained on a "
+                            "disjoint part of the data (prepare --prior-split)")
         said = _need(statement, f"the fine-tuned model's prior is its base {base.get('path')} "
                                 f"(sha256 {base.get('sha256')}), which tokenbound cannot check "
                                 f"was fixed independently of {tokens}")
