@@ -45,7 +45,7 @@ def test_write_split_keeps_documents_and_records_the_rule(tmp_path):
     assert prior.n_docs == 5 and bound.n_docs == 15
     assert sorted(parts(prior) + parts(bound)) == sorted(docs)
     assert len(prior) + len(bound) == len(train)
-    split = bound.meta["split"]
+    split = bound.meta["prior_split"]
     assert split["part"] == "bound" and split["prior_identity"] == prior.identity
     assert split["n_tokens"] == [len(prior), len(bound)] and split["of"] == train.identity
     again = write_split(data / "train", data, 0.25, seed=3)  # idempotent
@@ -79,7 +79,7 @@ def test_split_prior_certifies_the_bound_part_without_a_statement(tmp_path, caps
     assert main(["bound", str(tmp_path / "ev-bound"), "--message", str(msg), "--out",
                  str(out)]) == 0
     res = json.loads(out.read_text())
-    split = json.loads((data / "bound" / "meta.json").read_text())["split"]
+    split = json.loads((data / "bound" / "meta.json").read_text())["prior_split"]
     assert res["prior"]["kind"] == "split" and res["m"] == split["n_tokens"][1]
     assert res["prior"]["covers"]["n_tokens"] == split["n_tokens"][1]
     assert f"{split['n_tokens'][1]:,} tokens" in capsys.readouterr().out
@@ -112,6 +112,6 @@ def test_prepare_prior_split_flag(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "prior" in out and "bound" in out
     meta = json.loads((tmp_path / "d/bound/meta.json").read_text())
-    assert meta["split"]["n_docs"] == [3, 9] and meta["split"]["seed"] == 1
+    assert meta["prior_split"]["n_docs"] == [3, 9] and meta["prior_split"]["seed"] == 1
     assert main(args[:-4] + ["--prior-split", "0.01"]) == 2
     assert "leaves the prior part empty" in capsys.readouterr().err

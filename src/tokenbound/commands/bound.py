@@ -102,7 +102,7 @@ def run(args) -> int:
     prior = prior_section(model, code_bits, args.base_independent,
                           stream_identity=ev.get("manifest", {}).get("stream_identity"),
                           n_tokens=ev.get("manifest", {}).get("n_tokens"),
-                          stream_split=ev.get("manifest", {}).get("split"))
+                          stream_split=ev.get("manifest", {}).get("prior_split"))
     estimator = args.estimator or "betting"
     res = steps.certify(args.eval_dir, code_bits, delta=args.delta, extra_bits=args.extra_bits,
                         extra_candidates=args.candidates,

@@ -8,7 +8,7 @@ depends only on `(n_docs, prior_fraction, seed)`, so it is fixed before any toke
 `write_split(train_dir, out_root, prior_fraction, seed)` writes `OUT/prior` and `OUT/bound`, two
 token streams with the tokenizer, ids and document contents of `train_dir`. A base trained on
 `OUT/prior` alone is a valid prior for the tokens of `OUT/bound` (`m_1` of them): the bound covers
-those tokens only. Each stream's meta.json holds `split`:
+those tokens only. Each stream's meta.json holds `prior_split`:
 
     {"of": identity of the split stream, "seed", "prior_fraction", "part": "prior" | "bound",
      "n_docs": [n_prior, n_bound], "n_tokens": [m_0, m_1], "prior_identity": identity of
@@ -50,7 +50,7 @@ def split_documents(n_docs: int, prior_fraction: float, seed: int) -> np.ndarray
 
 def _meta(stream, part: str, info: dict) -> dict:
     meta = {k: stream.meta.get(k) for k in _COPIED if k in stream.meta}
-    meta["split"] = {**info, "part": part}
+    meta["prior_split"] = {**info, "part": part}
     return meta
 
 
@@ -62,7 +62,7 @@ def _existing(path: Path, info: dict, overwrite: bool):
     if overwrite or not (path / "meta.json").is_file():
         return None
     s = open_stream(str(path))
-    got = {k: v for k, v in (s.meta.get("split") or {}).items()
+    got = {k: v for k, v in (s.meta.get("prior_split") or {}).items()
            if k not in ("part", "prior_identity")}
     if got != info:
         raise UserError(f"{path} holds another split (or another stream); use another --out, "

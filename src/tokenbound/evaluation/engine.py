@@ -77,7 +77,7 @@ def check_vocab(stream, model: ModelSource) -> None:
 
 
 def build_manifest(stream, model: ModelSource, cfg: EvalConfig) -> dict:
-    split = getattr(stream, "meta", {}).get("split")  # a part of a prior split (data/split.py)
+    prior = getattr(stream, "meta", {}).get("prior_split")  # a part of a prior split (data/split.py)
     man = {
         "stream_sha256": stream_sha256(stream), "stream_identity": stream_identity(stream),
         "n_tokens": int(len(stream.tokens)),
@@ -91,7 +91,7 @@ def build_manifest(stream, model: ModelSource, cfg: EvalConfig) -> dict:
         "grids": {"alphas": list(ALPHA_GRID), "topk": list(TOPK), "centers": list(CENTERS),
                   "betting_lambdas": [float(x) for x in BETTING_LAMBDAS]},
     }
-    return man | ({"split": split} if split else {})
+    return man | ({"prior_split": prior} if prior else {})
 
 
 def stream_identity(stream) -> str:

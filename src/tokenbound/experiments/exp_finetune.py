@@ -71,12 +71,12 @@ def run(out_dir: str, quick: bool, progress: bool, smoke: bool = False,
     _finetune(gguf, out, scale, progress)
     ev_cfg = {"context_len": scale["context_len"], "stride": scale["context_len"],
               "mode": "exact", "batch_size": 2, "dtype": "fp32"}
-    ft_ev = steps.evaluate(out / "ft.tbm", out / "data" / "train", out / "eval_ft", ev_cfg,
-                           progress=progress)
+    steps.evaluate(out / "ft.tbm", out / "data" / "train", out / "eval_ft", ev_cfg,
+                   progress=progress)
     steps.evaluate(gguf, out / "data" / "train", out / "eval_base", ev_cfg, progress=progress)
     C_ft = 8 * (out / "ft.tbm").stat().st_size
     C_whole = _whole_code_bits(gguf, out, progress)
-    rows = [_row("fine-tuned (base prior + SubLoRA delta)", out / "eval_ft", C_ft, ft_ev),
+    rows = [_row("fine-tuned (base prior + SubLoRA delta)", out / "eval_ft", C_ft),
             _row("base alone, C = 0 (same statement)", out / "eval_base", 0),
             _row("base quantized whole (no base prior)", out / "eval_base", C_whole)]
     return {"title": "SmolLM2-135M fine-tuned with the base as the prior", "columns": COLUMNS,
@@ -99,11 +99,12 @@ def _finetune(gguf: str, out: Path, scale: dict, progress: bool) -> None:
                       context_len=scale["seq_len"], lr=ADAPTER["lr"], eval_interval=0,
                       eval_batches=1, ckpt_interval=max(1, scale["steps"] // 4))
     train(cfg, progress=progress)
-    report = steps.read_json(out / "compress.json")
+    report = steps.read_compressed(out / "compress.json")
     if not steps.message_is_valid(out / "ft.tbm", report):
         report = steps.compress_run(out / "run", out / "ft.tbm",
-                                    QuantConfig(levels=ADAPTER["levels"]), eval_batches=0)
-        steps.atomic_json(out / "compress.json", report)
+                                    QuantConfig(levels=ADAPTER["levels"]),
+                                    steps.QATConfig(eval_batches=0))
+        steps.atomic_json(out / "compress.json", report.to_dict())
 
 
 def _whole_code_bits(gguf: str, out: Path, progress: bool) -> int:
@@ -116,10 +117,10 @@ def _whole_code_bits(gguf: str, out: Path, progress: bool) -> int:
     return int(code["entropy_coded_bits"] + code["metadata_bits"])
 
 
-def _row(what: str, ev_dir: Path, C: int, ev: dict | None = None) -> dict:
+def _row(what: str, ev_dir: Path, C: int) -> dict:
     from tokenbound.experiments.prior import prior_section
 
-    cert = steps.certify(ev_dir, C, delta=DELTA)
+    cert = steps.certify(ev_dir, C, delta=DELTA).to_dict()
     man = cert["eval_manifest"]
     prior = prior_section(man["model"], C, STATEMENT, stream_identity=man["stream_identity"],
                           n_tokens=man["n_tokens"])

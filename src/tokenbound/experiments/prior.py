@@ -47,7 +47,7 @@ def prior_section(model: dict, code_bits: int, statement: str | None, *,
     """The report's `prior`: kind, identity, what the certificate assumes, the statement.
 
     `model` is the evaluation manifest's model identity (`ModelSource.ident`), `code_bits` the
-    C used, `stream_split` the scored stream's `split` (`data/split.py`) when it is a part of
+    C used, `stream_split` the scored stream's `prior_split` (`data/split.py`) when it is a part of
     a prior split. Raises UserError when the prior needs a statement and none is given.
     """
     tokens = f"the {n_tokens:,} tokens being bounded" if n_tokens else "the tokens being bounded"
