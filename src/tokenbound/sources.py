@@ -237,16 +237,13 @@ def base_identity(source: str) -> dict:
     when the files name one; a run adds its training data's identity."""
     kind, p = base_kind(source), Path(source).absolute()
     ident = {"kind": kind, "path": str(p)}
-    if kind == "hf":
-        files = [f for f in p.rglob("*") if f.is_file()]
-        ident.update(sha256=dir_sha256(str(p)), bytes=sum(f.stat().st_size for f in files))
-        tok = p / "tokenizer.json"
-        if tok.is_file():
-            ident.update(tokenizer=f"hf:{tok}", tokenizer_sha256=file_sha256(str(tok)))
-    elif kind == "gguf":
-        sha = file_sha256(str(p))
-        ident.update(sha256=sha, bytes=p.stat().st_size, tokenizer=f"gguf:{p}",
-                     tokenizer_sha256=sha)
+    if kind in ("hf", "gguf"):
+        files = [f for f in p.rglob("*") if f.is_file()] if p.is_dir() else [p]
+        sha = dir_sha256(str(p)) if p.is_dir() else file_sha256(str(p))
+        ident.update(sha256=sha, bytes=sum(f.stat().st_size for f in files))
+        spec, tok_sha = _own_tokenizer(kind, str(p), sha)
+        if spec is not None:
+            ident.update(tokenizer=spec, tokenizer_sha256=tok_sha)
     elif kind == "message":
         ident.update(sha256=file_sha256(str(p)), bytes=p.stat().st_size)
     else:

@@ -7,9 +7,9 @@ scratch (`loop.py`, `run.py`); only the model differs: `TrainConfig.model` is an
 hash checked, and LoRA adapters (or SubLoRA coordinates) are attached by `build_finetuned`; a
 resumed run or a later `compress` refuses a base whose files changed.
 
-The training stream must have been tokenized with the base's own tokenizer: `check_stream`
-compares the tokenizer file hashes when both are recorded (an HF base's tokenizer.json, a GGUF
-file), and the tokenizer specs otherwise (`evaluation.engine.check_tokenizer`).
+The training stream must have been tokenized with the base's own tokenizer: `check_stream` makes
+`evaluate`'s check (`evaluation.tokenizer_check`): the same tokenizer file or vocabulary for an
+HF/GGUF base (its tokenizer.json, the GGUF file), the same spec for a message or run.
 """
 
 from __future__ import annotations
@@ -46,27 +46,23 @@ def adapter_config(base: str, *, rank: int = 4, alpha: float = 8.0, targets=(),
 
 
 def check_stream(cfg, stream) -> None:
-    """UserError unless `stream` was tokenized with the base's tokenizer."""
+    """UserError unless `stream` was tokenized with the base's tokenizer (the check `evaluate`
+    makes: the same tokenizer file or vocabulary for an HF/GGUF base, the spec otherwise)."""
     from types import SimpleNamespace
 
-    from tokenbound.evaluation.engine import check_tokenizer
+    from tokenbound.evaluation.tokenizer_check import check_tokenizer
 
     base = cfg.base
-    spec, sha = base.get("tokenizer"), base.get("tokenizer_sha256")
-    meta = getattr(stream, "meta", {}) or {}
+    spec = base.get("tokenizer")
+    fix = f"prepare the data with --tokenizer {spec}"
     if not spec:
         raise UserError(f"--base {base['path']} records no tokenizer (an HF directory needs "
                         "its tokenizer.json); add it, so the data can be prepared with it")
-    fix = f"prepare the data with --tokenizer {spec}"
-    if sha and meta.get("tokenizer_sha256"):
-        if sha != meta["tokenizer_sha256"]:
-            raise UserError(f"the data was tokenized with {meta.get('tokenizer')!r}, not with "
-                            f"the base's tokenizer (file hashes differ); {fix}")
-        return  # the same tokenizer file (its spec may name it by another path or alias)
-    if not meta.get("tokenizer"):
+    if not (getattr(stream, "meta", {}) or {}).get("tokenizer"):
         raise UserError(f"the data records no tokenizer, so it cannot be checked against the "
                         f"base's; {fix}")
-    check_tokenizer(stream, SimpleNamespace(tokenizer=spec))
+    check_tokenizer(stream, SimpleNamespace(tokenizer=spec,
+                                            tokenizer_sha256=base.get("tokenizer_sha256")))
 
 
 def build_finetuned(cfg):
