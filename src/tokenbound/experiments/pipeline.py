@@ -11,6 +11,10 @@ A recipe is a YAML mapping (see `src/tokenbound/recipes/*.yaml`):
     model: {...}               # GPTConfig fields: a model trained here ...
     train: {...}               # ... with these TrainConfig fields
     hf: path/to/hf_model_dir   # ... or instead of model/train: a local Hugging Face causal LM
+    finetune: {lora_rank: 4, subspace_dim: 20000, seed: 0, train: {...}}
+                               # with `data: prior_split: F, split_seed: S`: model/train train
+                               # a base on DATA/prior, adapters on it are trained on DATA/train
+                               # and certified on DATA/bound only (DESIGN 2.9)
     compress: {levels: 17, method: kmeans, grouping: model, qat_steps: 0}
     evaluate: {context_len: 256, stride: 256, mode: exact, batch_size: 16, dtype: fp32}
     heldout: true              # also score DATA/heldout (a reference, not part of the bound)
@@ -66,13 +70,18 @@ def run(recipe: Recipe, *, progress: bool = False, say=lambda msg: None) -> dict
         **{k: v for k, v in d.items() if k not in ("corpus", "tokenizer")}),
         reused=lambda res: all(s.skipped for s in res.values()))
     trained = None
+    if recipe.finetune is not None:  # the split prior (DESIGN 2.9): a base on DATA/prior first
+        clock.step("train base", lambda: _train(recipe, data_dir / "prior", out, progress,
+                                                run="base"),
+                   reused=is_complete(out / "base"), own=lambda res: res.get("wall_seconds"))
     if recipe.model is not None:
         trained = clock.step("train", lambda: _train(recipe, data_dir, out, progress),
                              reused=is_complete(out / "train"),
                              own=lambda res: res.get("wall_seconds"))
     compressed = _compress(recipe, out, stored, clock)
+    bounded = data_dir / ("bound" if recipe.finetune is not None else "train")
     evaluated = clock.step("evaluate", lambda: _evaluate(
-        message, data_dir / "train", out / "eval_train", recipe.evaluate, progress),
+        message, bounded, out / "eval_train", recipe.evaluate, progress),
         reused=is_finished(out / "eval_train"), own=lambda ev: ev.timing.get("seconds"))
     heldout, heldout_status = None, _heldout_status(recipe, data_dir)
     if heldout_status == "measured":
@@ -85,10 +94,17 @@ def run(recipe: Recipe, *, progress: bool = False, say=lambda msg: None) -> dict
     certified = clock.step("bound", lambda: steps.certify(
         out / "eval_train", compressed.total_bits, delta=recipe.delta,
         extra_bits=recipe.extra_bits))
-    steps.refresh_json(out / "bound.json", certified.to_dict())
+    prior = None
+    if recipe.finetune is not None:
+        prior = _split_prior(out / "eval_train", compressed.total_bits)
+    steps.refresh_json(out / "bound.json", certified.to_dict() | ({"prior": prior} if prior
+                                                                  else {}))
     results = RunResults(prepared, trained, compressed, evaluated, heldout, heldout_status,
                          certified, clock.finish(), clock.reused)
     rep = build_report(recipe, results)
+    if prior:  # the report names the prior and the tokens the certificate covers
+        rep["prior"] = prior
+        rep["notes"] = [prior["assumes"], *rep.get("notes", [])]
     write_report(rep, out)
     return rep
 
@@ -156,11 +172,16 @@ class _Clock:
         steps.refresh_json(self.path, {"done": self.done, "partial": self.partial})
 
 
-def _train(recipe: Recipe, data_dir: Path, out: Path, progress: bool) -> dict:
-    """The train step; a run directory trained with other settings is refused with advice
-    that fits `run` (which has no --force)."""
+def _train(recipe: Recipe, data_dir: Path, out: Path, progress: bool,
+           run: str = "train") -> dict:
+    """The train step (`run="base"`: the base of the split prior, on DATA/prior); a run
+    directory trained with other settings is refused with advice that fits `run` (which has
+    no --force). With `finetune:`, OUT/train holds adapters on OUT/base."""
     try:
-        return steps.train(data_dir, out / "train", recipe.model, recipe.train,
+        if recipe.finetune is not None and run == "train":
+            return steps.finetune(out / "base", data_dir, out / "train", recipe.finetune,
+                                  progress=progress)
+        return steps.train(data_dir, out / run, recipe.model, recipe.train,
                            progress=progress)
     except OutDirMismatch as exc:
         raise UserError(
@@ -171,6 +192,15 @@ def _train(recipe: Recipe, data_dir: Path, out: Path, progress: bool) -> dict:
 
 
 MADE_FROM_TRAIN = ("model.tbm", "compress.json", "eval_train", "eval_heldout")
+
+
+def _split_prior(eval_dir: Path, code_bits: int) -> dict:
+    """The report's prior for a recipe with `finetune:` (`experiments/prior.py`)."""
+    from tokenbound.experiments.prior import prior_section
+
+    man = steps.read_json(eval_dir / "eval.json")["manifest"]
+    return prior_section(man["model"], code_bits, None, stream_identity=man["stream_identity"],
+                         n_tokens=man["n_tokens"], stream_split=man.get("prior_split"))
 
 
 def _trained_sha256(run_dir: Path) -> str | None:

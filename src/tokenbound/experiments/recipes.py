@@ -33,7 +33,11 @@ RECIPE_DIR = Path(__file__).resolve().parent.parent / "recipes"
 # the `data:` section: `load_corpus`'s settings, as for `tokenbound prepare`
 DATA = {"corpus": str, "tokenizer": str, "max_train_docs": int | None,
         "heldout_fraction": float | None, "doc_separator": str | None, "glob": str,
-        "text_column": str}
+        "text_column": str, "prior_split": float | None, "split_seed": int}
+# `finetune:` (with `data: prior_split:`): adapters on the GPT that `model:`/`train:` train on
+# DATA/prior; the final model is trained on DATA/train and certified on DATA/bound (DESIGN 2.9)
+FINETUNE = {"lora_rank": int, "lora_alpha": float, "lora_targets": tuple[str, ...],
+            "subspace_dim": int | None, "seed": int, "train": dict}
 _KINDS = {int: "a whole number", float: "a number", bool: "true or false", str: "a string",
           dict: "a mapping ({key: value, ...})", type(None): "null"}
 
@@ -58,6 +62,7 @@ class Recipe:
     heldout: bool = True
     description: str = ""
     extra_bits: int = 0
+    finetune: dict | None = None
 
     def __post_init__(self):
         checked = check_recipe({f.name: getattr(self, f.name) for f in fields(self)})
@@ -94,9 +99,10 @@ class Recipe:
         return Recipe(**raw)
 
     def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("name", "out", "delta", "data", "model", "train",
-                                              "hf", "compress", "evaluate", "heldout",
-                                              "extra_bits")}
+        d = {k: getattr(self, k) for k in ("name", "out", "delta", "data", "model", "train",
+                                           "hf", "compress", "evaluate", "heldout",
+                                           "extra_bits")}
+        return d | ({"finetune": self.finetune} if self.finetune is not None else {})
 
 
 TOP = field_types(Recipe)
@@ -254,11 +260,15 @@ def check_recipe(r: dict) -> dict:
     out["evaluate"] = check_evaluate(r["evaluate"])
     out["compress"] = check_compress(r["compress"], trained=out["model"] is not None)
     if out["model"] is None:
+        need(not r.get("finetune") and out["data"].get("prior_split") is None,
+             "`finetune:` and `data: prior_split:`", "need a base trained here (`model:`)")
         need(not r.get("train"), "`train:`", "applies only to a model trained here (`model:`); "
              "remove it (an `hf:` model is used as it is)")
         return out
     out["model"], gcfg = check_model(r["model"])
     out["train"] = check_train(r.get("train"), gcfg)
+    if r.get("finetune") is not None or out["data"].get("prior_split") is not None:
+        out["finetune"] = check_finetune(r.get("finetune"), out["data"], gcfg)
     ctx = out["evaluate"]["context_len"]
     need(ctx <= gcfg.context_len, "`evaluate: context_len:`",
          f"{ctx} exceeds the model's context_len {gcfg.context_len}; use {gcfg.context_len} "
@@ -276,6 +286,21 @@ def check_data(value) -> dict:
         need(0 <= d["heldout_fraction"] < 1, "`data: heldout_fraction:`",
              f"must be in [0, 1), got {d['heldout_fraction']}")
     return d
+
+
+def check_finetune(value, data: dict, gcfg) -> dict:
+    """`finetune:` (needs `data: prior_split:`, and the reverse): adapter keys + `train:`."""
+    need(value is not None and data.get("prior_split") is not None,
+         "`finetune:` and `data: prior_split:`", "go together: the base is trained on the "
+         "prior part, the fine-tuned model is certified on the bound part; give both")
+    need(0 < data["prior_split"] < 1, "`data: prior_split:`",
+         f"must lie strictly between 0 and 1, got {data['prior_split']}")
+    f = section("finetune", value, FINETUNE)
+    for key in ("lora_rank", "subspace_dim"):
+        need(f.get(key) is None or f[key] >= 1, f"`finetune: {key}:`",
+             f"must be a positive integer, got {f.get(key)}")
+    f["train"] = check_train(f.get("train"), gcfg)
+    return f
 
 
 def check_model(value):

@@ -67,13 +67,24 @@ def prepare(corpus: str, tokenizer: str, out: str | Path, *, max_train_docs: int
     from tokenbound.data import tokenizer_from_spec
     from tokenbound.data.tokenizer import unescape
 
+    prior_split, split_seed = settings.pop("prior_split", None), settings.pop("split_seed", 0)
     if settings.get("doc_separator") is not None:
         settings["doc_separator"] = unescape(settings["doc_separator"])
     summaries = prepare_streams(corpus, tokenizer_from_spec(tokenizer), out,
                                 max_train_docs=max_train_docs, progress=progress, **settings)
-    return {s.split: PreparedSplit(n_tokens=len(s.stream), n_docs=s.stream.n_docs,
-                                   n_bytes=s.n_bytes, sha256=s.stream.sha256, skipped=s.skipped)
-            for s in summaries}
+    res = {s.split: PreparedSplit(n_tokens=len(s.stream), n_docs=s.stream.n_docs,
+                                  n_bytes=s.n_bytes, sha256=s.stream.sha256, skipped=s.skipped)
+           for s in summaries}
+    if prior_split is not None:  # OUT/prior and OUT/bound (data/split.py)
+        from tokenbound.data.split import PARTS, write_split
+
+        existed = all((Path(out) / p / "meta.json").is_file() for p in PARTS)
+        for part, st in zip(PARTS, write_split(Path(out) / "train", out, prior_split,
+                                               split_seed)):
+            res[part] = PreparedSplit(n_tokens=len(st), n_docs=st.n_docs,
+                                      n_bytes=int(st.meta.get("n_bytes") or 0),
+                                      sha256=st.sha256, skipped=existed)
+    return res
 
 
 # ---- train -----------------------------------------------------------------------------------
@@ -87,6 +98,23 @@ def train(data: str | Path, out: str | Path, model: dict, train: dict, *,
 
     cfg = TrainConfig(data=str(data), out=str(out), model=GPTConfig.from_dict(dict(model)),
                       **dict(train))
+    return run_training(cfg, progress=progress)
+
+
+def finetune(base_run: str | Path, data: str | Path, out: str | Path, fin: dict, *,
+             progress: bool = False) -> dict:
+    """Train (or resume) RUN=out: adapters (`fin`: lora_rank, lora_alpha, lora_targets,
+    subspace_dim, seed, and TrainConfig fields under `train`) on the base run `base_run`."""
+    from tokenbound.training import TrainConfig
+    from tokenbound.training import train as run_training
+    from tokenbound.training.finetune import adapter_config
+    from tokenbound.training.run import open_data
+
+    rank = fin.get("lora_rank", 4)
+    model = adapter_config(str(base_run), rank=rank, alpha=fin.get("lora_alpha", 2.0 * rank),
+                           targets=fin.get("lora_targets", ()), seed=fin.get("seed", 0),
+                           subspace_dim=fin.get("subspace_dim"), stream=open_data(str(data))[0])
+    cfg = TrainConfig(data=str(data), out=str(out), model=model, **dict(fin.get("train", {})))
     return run_training(cfg, progress=progress)
 
 
