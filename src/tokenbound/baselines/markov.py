@@ -196,6 +196,7 @@ def markov_token_sums(counts: MarkovCounts, tokens, doc_offsets, start_id: int, 
     import torch
     from tqdm import tqdm
 
+    from tokenbound.bounds.basics import LN2
     from tokenbound.bounds.grids import ALPHA_GRID, BETTING_LAMBDAS, CENTERS, TOPK
     from tokenbound.evaluation import token_stats
     from tokenbound.evaluation.stats import betting_sums, stats_meta
@@ -215,7 +216,7 @@ def markov_token_sums(counts: MarkovCounts, tokens, doc_offsets, start_id: int, 
                 "sum_dev2": (dev ** 2).sum(0), "betting": bet,
                 "topk_err": ts.topk_err.sum(0), "topk_center": ts.topk_center.sum(0),
                 "topk_dev2": ((ts.topk_err - ts.topk_center) ** 2).sum(0),
-                "sum_bits": float(-ts.logp.sum() / math.log(2.0))}
+                "sum_bits": float(-ts.logp.sum() / LN2)}
         for k, v in part.items():
             acc[k] = v if k not in acc else acc[k] + v
     acc["m"] = int(tokens.size)

@@ -22,7 +22,6 @@ message stores and what is evaluated.
 from __future__ import annotations
 
 import logging
-import math
 
 import numpy as np
 import torch
@@ -30,6 +29,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 from tqdm import tqdm
 
+from tokenbound.bounds.basics import LN2
 from tokenbound.compression.adapters import builder_for
 from tokenbound.compression.quantize import (QuantGroup, QuantizedState, _to_fp16, dequantized,
                                              nearest)
@@ -140,7 +140,7 @@ def qat_finetune(model, qstate: QuantizedState, batches, steps: int, lr: float,
         nats = loss.item()
         log.info("qat step %d/%d loss %.4f nats", step + 1, steps, nats)
         bar.update(1)
-        bar.set_postfix(loss=f"{nats / math.log(2):.3f}b")
+        bar.set_postfix(loss=f"{nats / LN2:.3f}b")
     bar.close()
     model.eval()
     return _finalize(model, builder, qstate, latents, centroids)

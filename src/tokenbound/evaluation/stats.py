@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from tokenbound.bounds.basics import LN2
 from tokenbound.evaluation.token_stats import TokenStats, smoothing_range
 from tokenbound.fileio import atomic_open
 
@@ -76,7 +77,7 @@ class WindowStats:
         def red(a):  # (N, ...) -> (W, ...) float64 sums per window
             return np.add.reduceat(a, starts, axis=0) if len(starts) else a[:0]
 
-        bits = -ts.logp / np.log(2.0)
+        bits = -ts.logp / LN2
         dev = ts.x[:, :, None] - ts.center  # (N, A, C)
         kdev = ts.topk_err - ts.topk_center  # (N, K)
         return WindowStats(np.asarray(window_ids, np.int64), np.asarray(n_scored, np.int64),

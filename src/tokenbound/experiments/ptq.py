@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tokenbound.bounds.basics import LN2
 from tokenbound.errors import UserError
 from tokenbound.experiments.results import Compressed
 
@@ -52,7 +53,7 @@ def causal_lm_loss(model, windows: np.ndarray, batch_size: int = 1) -> float:
                                                 w[:, 1:].reshape(-1), reduction="sum")
         total += float(nll.double())
         count += int(w[:, 1:].numel())
-    return total / count / math.log(2)
+    return total / count / LN2
 
 
 def quantization_warnings(before: float | None, after: float | None, vocab_size: int,

@@ -29,17 +29,16 @@ batch.
 
 from __future__ import annotations
 
-import math
 from typing import Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tokenbound.bounds.basics import LN2
 from tokenbound.errors import UserError
 
 IGNORE_INDEX = -100
-LN2 = math.log(2.0)
 
 
 def augmented_offsets(doc_offsets: np.ndarray) -> np.ndarray:
