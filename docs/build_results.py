@@ -32,7 +32,7 @@ These five experiments share one prepared copy of Shakespeare as bytes (vocabula
 guessing = 8 bits per byte) and one directory of trained models (`runs/experiments/`): the
 `doc-vs-token`, `quantization` and `sampling` experiments reuse the models trained by
 `compression`. Each was run at its {scale} scale ({scale_words}) on this 2-core CPU, one heavy job at
-a time. Every bound below is a certificate in the sense of DESIGN.md: the message was written,
+a time. Every bound below is a certificate in the sense of docs/METHOD.md: the message was written,
 decoded back and the decoded model scored; every choice made on the data is paid for; `paper*`
 columns repeat the published arithmetic and are not certificates.
 

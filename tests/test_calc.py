@@ -62,7 +62,7 @@ def test_azuma_sampled_formula(capsys):
 
 
 def test_samples_at_least_tokens_keep_the_sampling_term(capsys):
-    # n >= M draws with replacement need not cover every token (DESIGN 2.5): same formula as n < M
+    # n >= M draws with replacement need not cover every token (METHOD 2.5): same formula as n < M
     args = ["calc", "--method", "azuma", "--mean", "0.5", "--tokens", "1000", "--code-bits", "0",
             "--range", "1", "--delta", "0.01", "--json"]
     for n in (999, 1000, 5000):

@@ -2,7 +2,7 @@
 
 Implements Lotfi et al., "Unlocking Tokens as Data Points for Generalization Bounds on Larger
 Language Models" (NeurIPS 2024) and the document-level method of Lotfi et al. (ICML 2024),
-plus variance-adaptive (empirical Bernstein / betting) martingale bounds. See DESIGN in the
+plus variance-adaptive (empirical Bernstein / betting) martingale bounds. See METHOD in the
 project documentation for the mathematics.
 """
 

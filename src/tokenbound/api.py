@@ -1,4 +1,4 @@
-"""One call from Python: a model and its training tokens in, a certificate out (DESIGN 2, 3).
+"""One call from Python: a model and its training tokens in, a certificate out (METHOD 2, 3).
 
     import tokenbound
     cert = tokenbound.certify(model, tokens, doc_offsets=offsets, code_bits=C, start_id=10,
@@ -55,10 +55,10 @@ def certify(model, data, *, code_bits: int | None = None, doc_offsets=None,
       model's logits width). `tokenizer`: the spec recorded with an array (optional).
     code_bits: C, the length in bits of a message that decodes to exactly this model (every
       trained number included) and that was fixed as a code before these tokens were seen
-      (DESIGN 2.1). It must be a real, decodable description: the bound is only as honest as
+      (METHOD 2.1). It must be a real, decodable description: the bound is only as honest as
       C. Below the message's own length it is refused; a model described relative to a base
-      (DESIGN 2.9) needs that base to be independent of `data`, which is the caller's statement.
-    context_len, stride: the evaluation windows (DESIGN 3; default: the model's maximum
+      (METHOD 2.9) needs that base to be independent of `data`, which is the caller's statement.
+    context_len, stride: the evaluation windows (METHOD 3; default: the model's maximum
       context, block windows `stride = context_len`). mode "exact" scores every token (betting,
       Bernstein and Azuma families); "sampled" scores the windows of `n_samples` positions
       drawn with `seed` (Azuma and Bernstein with sampling terms, `estimator`).

@@ -2,7 +2,7 @@
 
 The one place that turns a path into something evaluation can score (a `ModelSource`: any
 (B, T) int64 -> (B, T, V) logits callable, position ids 0..T-1, no KV cache) or into a torch
-model to compress. It sits above `evaluation`, `compression` and `training` (DESIGN 5;
+model to compress. It sits above `evaluation`, `compression` and `training` (METHOD 5;
 docs/ARCHITECTURE.md), so that evaluation imports neither.
 
 - `load_model_fn(source, device, dtype, device_map)`: a message (scores exactly the model
@@ -18,7 +18,7 @@ docs/ARCHITECTURE.md), so that evaluation imports neither.
 - `load_run_fn(run_dir, device, dtype)`: the final model of a finished training run, unquantized.
 - `load_hf_model(source, ...)`: the only `AutoModelForCausalLM.from_pretrained` of the package
   (a directory or a `.gguf` file), failures as one-line UserErrors.
-- `base_identity(source)`, `load_base_module(ident)`: the base of a fine-tuned model (DESIGN
+- `base_identity(source)`, `load_base_module(ident)`: the base of a fine-tuned model (METHOD
   2.9; a Hugging Face directory, a GGUF file, a message or a run) as a torch module, and its
   identity (sha256 of its files) that delta messages record (`compression/delta.py`).
 """
@@ -125,7 +125,7 @@ def _load_message(path: str, device: str, dtype: str) -> ModelSource:
              "message_bytes": os.path.getsize(path)}
     from tokenbound.compression.delta import prior_of
 
-    if prior_of(info):  # a fine-tuned model: the base it is a delta from (DESIGN 2.9)
+    if prior_of(info):  # a fine-tuned model: the base it is a delta from (METHOD 2.9)
         ident["prior"] = prior_of(info)
     tokenizer = info["extra"].get("tokenizer") if isinstance(info["extra"], dict) else None
     return _wrap_own(model, cfg, device, dtype, ident, str(tokenizer) if tokenizer else None)
@@ -212,7 +212,7 @@ def load_model_fn(source: str, device: str = "cpu", dtype: str = "fp32",
     return _load_message(source, device, dtype)
 
 
-# ---- bases of fine-tuned models (DESIGN 2.9) ----------------------------------------------
+# ---- bases of fine-tuned models (METHOD 2.9) ----------------------------------------------
 def base_kind(source: str) -> str:
     """`hf`, `gguf`, `message` or `run` for an existing SOURCE; UserError otherwise."""
     from tokenbound.training.run import is_training_run

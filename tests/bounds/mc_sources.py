@@ -1,4 +1,4 @@
-"""Monte Carlo harness (DESIGN 7.6): a known order-1 Markov source and a finite hypothesis class.
+"""Monte Carlo harness (METHOD 7.6): a known order-1 Markov source and a finite hypothesis class.
 
 Source: V = 16 tokens; from state x the next token is `support[x, 0]` w.p. 0.7 and
 `support[x, 1]` w.p. 0.3. A hypothesis k is a table of bits `B[k, i]` (fixed before data) and

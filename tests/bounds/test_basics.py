@@ -26,7 +26,7 @@ def test_smoothing_matches_published_ranges(vocab, alpha, c_published):
 
 
 def test_smoothing_range_is_min_to_max_loss():
-    # a + c = -log2(alpha / V): the loss of a token with p = 0 (hand algebra in DESIGN 1)
+    # a + c = -log2(alpha / V): the loss of a token with p = 0 (hand algebra in METHOD 1)
     a, c = smoothing(256, 0.25)
     assert a + c == pytest.approx(-math.log2(0.25 / 256), rel=1e-14)
 

@@ -1,4 +1,4 @@
-"""Monte Carlo coverage (DESIGN 7.6): honest bounds hold, broken variants are caught.
+"""Monte Carlo coverage (METHOD 7.6): honest bounds hold, broken variants are caught.
 
 Every trial draws fresh data from the known Markov source (`mc_sources`), selects a hypothesis
 on the data from 2^b candidates, computes the statistics, and compares each bound with the exact

@@ -1,5 +1,5 @@
 """The alpha grid goes past 0.5 (issue 17), paid as before; the paper mode keeps its own 8
-values (DESIGN 2.7); an evaluation made with the old grid certifies with the grid it recorded."""
+values (METHOD 2.7); an evaluation made with the old grid certifies with the grid it recorded."""
 
 import math
 
@@ -21,7 +21,7 @@ def _source():
 
 
 def test_grid_values():
-    assert grids.PAPER_ALPHA_GRID == (1e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1, 0.25, 0.5)  # DESIGN 2.7
+    assert grids.PAPER_ALPHA_GRID == (1e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1, 0.25, 0.5)  # METHOD 2.7
     assert grids.ALPHA_GRID == grids.PAPER_ALPHA_GRID + (0.75, 0.9)
     assert list(grids.ALPHA_GRID) == sorted(set(grids.ALPHA_GRID))
 

@@ -1,4 +1,4 @@
-"""torchrun with 2 gloo CPU processes gives the same result as one process (DESIGN 6)."""
+"""torchrun with 2 gloo CPU processes gives the same result as one process (METHOD 6)."""
 
 import json
 import os

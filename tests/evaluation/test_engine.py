@@ -1,4 +1,4 @@
-"""Shards, resume, manifests, stats files, sampled mode (DESIGN 2.5, 3, 7.3)."""
+"""Shards, resume, manifests, stats files, sampled mode (METHOD 2.5, 3, 7.3)."""
 
 import json
 import os

@@ -1,5 +1,5 @@
 """Fused per-token statistics (PyTorch online reference, Triton kernel under the interpreter)
-against the naive reference; the GPU scoring helpers' logic on the CPU (DESIGN 6)."""
+against the naive reference; the GPU scoring helpers' logic on the CPU (METHOD 6)."""
 
 import functools
 import math

@@ -1,4 +1,4 @@
-"""Engine scoring vs a naive one-forward-per-token loop; predictability (DESIGN 7.1)."""
+"""Engine scoring vs a naive one-forward-per-token loop; predictability (METHOD 7.1)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Per-token statistics: fast paths against the naive reference, clipping (DESIGN 7.4)."""
+"""Per-token statistics: fast paths against the naive reference, clipping (METHOD 7.4)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Gold and invariant tests of the context policy (DESIGN 3, 7.2)."""
+"""Gold and invariant tests of the context policy (METHOD 3, 7.2)."""
 
 import numpy as np
 import pytest

@@ -89,7 +89,7 @@ def _uncapped(b: dict) -> float:
 def test_azuma_value_matches_hand_arithmetic(finished):
     """Recompute the azuma candidate at its alpha from C, m, delta and the grid sizes alone:
     K = (C + 2 log2 C) ln 2 + ln(1/delta) + ln(10 alphas * 2 centers * 3 families);
-    bound = min(a + c, a + Xbar + c sqrt(K / (2 m))), with a, c from DESIGN 1 (V = 256)."""
+    bound = min(a + c, a + Xbar + c sqrt(K / (2 m))), with a, c from METHOD 1 (V = 256)."""
     out, rep = finished
     fam = rep["families"]["azuma"]
     alpha, V, m, C = fam["alpha"], 256, rep["n_tokens"], rep["code_bits"]

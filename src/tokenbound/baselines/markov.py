@@ -1,4 +1,4 @@
-"""k-th order Markov chain baseline, bounded like a GPT (DESIGN 4, last bullet).
+"""k-th order Markov chain baseline, bounded like a GPT (METHOD 4, last bullet).
 
 Hypothesis (everything but the counts is fixed before the data is seen):
 * context of position i of a document: the last k tokens of `[start_id] * k + doc[:i]` (never

@@ -1,4 +1,4 @@
-"""Generalization bounds for sequence models, token by token (DESIGN 2). numpy + scipy only.
+"""Generalization bounds for sequence models, token by token (METHOD 2). numpy + scipy only.
 
 Primitives (`basics`, `core`, `token`, `sampling`) take `K` in nats and return terms (`core` is
 the public core every certifier builds on: checks, grids, `Context`, `best_per_family`); the high-level

@@ -1,4 +1,4 @@
-"""Shared arithmetic of every bound (DESIGN 1, 2.1, 2.6).
+"""Shared arithmetic of every bound (METHOD 1, 2.1, 2.6).
 
 - `smoothing`: offset `a` and range `c` (bits) of the smoothed loss `-log2 q(x)`,
   `q = (1 - alpha) p + alpha / V`.
@@ -31,7 +31,7 @@ def check_open_unit(value: float, name: str) -> float:
 
 
 def smoothing(vocab_size: int, alpha: float) -> tuple[float, float]:
-    """Offset and range, in bits, of the alpha-smoothed loss (DESIGN 1).
+    """Offset and range, in bits, of the alpha-smoothed loss (METHOD 1).
 
     With `q(y) = (1 - alpha) p(y) + alpha / V`, the loss `l = -log2 q(x)` lies in `[a, a + c]`:
         a = -log2(1 - alpha + alpha / V)            (q <= 1 - alpha + alpha/V when p(x) = 1)
@@ -62,7 +62,7 @@ def papers_prefix_bits(code_bits: int) -> float:
 
 
 def prefix_free_bits(code_bits: int) -> float:
-    """Prefix-free length `L(C)` of a `C`-bit payload, so that `2^-L` is a Kraft prior (DESIGN 2.1).
+    """Prefix-free length `L(C)` of a `C`-bit payload, so that `2^-L` is a Kraft prior (METHOD 2.1).
 
     `L = C + 2 log2 C` (the papers' bound) when `C` is a whole number of bytes, as for every
     message file: summed over all byte strings it gives mass `sum_n 1/(8n)^2 = pi^2/384`. For any
@@ -85,7 +85,7 @@ def ln_grid(*sizes: int) -> float:
 
 def complexity_nats(code_bits: int, extra_bits: int, delta_1: float,
                     grid_sizes: dict[str, int]) -> tuple[float, dict[str, float]]:
-    """`K = (L(C) + E) ln 2 + ln(1/delta_1) + sum_g ln|g|` in nats, and its parts (DESIGN 2.1).
+    """`K = (L(C) + E) ln 2 + ln(1/delta_1) + sum_g ln|g|` in nats, and its parts (METHOD 2.1).
 
     `L(C)` (`prefix_free_bits`) is the prefix-free code length of the `C`-bit payload; `E` extra bits are
     already self-delimiting (architecture, hyperparameters). Parts: "code", "extra", "delta" and
@@ -102,7 +102,7 @@ def complexity_nats(code_bits: int, extra_bits: int, delta_1: float,
 
 def split_delta(delta: float, m: int, n: int | None = None,
                 variance: bool = False) -> dict[str, float]:
-    """The confidence budget (DESIGN 2.6), fixed before seeing data.
+    """The confidence budget (METHOD 2.6), fixed before seeing data.
 
     Exact mode (`n is None`): `delta_1 = delta`. Sampled mode (n draws from m tokens):
     `delta_1 = delta n / (n + m)`, sampling share `delta m / (n + m)`, all of it `delta_2` (UCB

@@ -1,4 +1,4 @@
-"""High-level certification: per-alpha/center statistics in, best certified bound out (DESIGN 2).
+"""High-level certification: per-alpha/center statistics in, best certified bound out (METHOD 2).
 
 What is paid where (all grids are fixed in advance, `tokenbound.bounds.grids`):
 - Complexity `K = (L(C) + E) ln 2 + ln(1/delta_1) + ln|alphas| + ln|centers| + ln|families|
@@ -156,7 +156,7 @@ def topk_applicable(topk, vocab_size) -> tuple[int, ...]:
 
 def certify_documents(doc_means, *, vocab_size, code_bits, extra_bits=0, delta=0.05,
                       alphas=grids.ALPHA_GRID, extra_candidates=1) -> Certification:
-    """Document-level bound (DESIGN 2.3; the SubLoRA paper): Hoeffding over N i.i.d. documents.
+    """Document-level bound (METHOD 2.3; the SubLoRA paper): Hoeffding over N i.i.d. documents.
 
     `doc_means[N, A]`: each document's mean of X = l - a in [0, c] at each alpha.
     `E[Y] <= a + mean(Y) + c sqrt(K / (2N))`, `K` paying the code, `ln(1/delta)`, `ln|alphas|`

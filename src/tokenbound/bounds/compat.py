@@ -1,4 +1,4 @@
-"""The published code's arithmetic (DESIGN 2.7), for recomputing published numbers.
+"""The published code's arithmetic (METHOD 2.7), for recomputing published numbers.
 
     bound = Rhat_n + c [ sqrt((D - ln(r eps)) / (2m)) + sqrt(-ln((1 - r) eps) / (2n)) ],
     r = n / (n + m),  D = (C + 2 log2 C + E) ln 2  nats.

@@ -2,12 +2,12 @@
 
 - `check_m`, `check_mean`: the domain checks of a population size and of a mean in `[0, hi]`.
 - `candidates_grid`: the grid entry that pays `ln n` in K for `n` candidates compared after
-  seeing the results (checkpoints, quantization variants, strides: DESIGN 2.1).
+  seeing the results (checkpoints, quantization variants, strides: METHOD 2.1).
 - `with_lambdas`: a grid dictionary plus the lambda grid of a family.
 - `Context`: what one certification shares (delta split, C, E, m, n): its `k` is K in nats
   (`complexity_nats`) and its `result` builds a `BoundResult` with `vacuous` and the terms set, the
   value capped at the trivial `a + c` (`trivial_cap`).
-- `hoeffding_term`: the Hoeffding sampling term `c sqrt(ln(g / delta) / (2n))` (DESIGN 2.5).
+- `hoeffding_term`: the Hoeffding sampling term `c sqrt(ln(g / delta) / (2n))` (METHOD 2.5).
 - `best`, `best_per_family`: the minimum over candidates, overall and per family (and alpha).
 
 Pure functions; domain errors raise `tokenbound.errors.UserError` naming the argument.
@@ -43,7 +43,7 @@ def check_mean(mean: float, hi: float, what: str) -> None:
 
 def candidates_grid(n) -> dict:
     """Grid entry for `n` candidates compared after seeing data (checkpoints, quantization
-    variants, strides: DESIGN 2.1), paid `ln n` in K; empty for n = 1."""
+    variants, strides: METHOD 2.1), paid `ln n` in K; empty for n = 1."""
     if isinstance(n, bool) or int(n) != n or n < 1:
         raise UserError(f"the number of candidates must be an integer >= 1, got {n!r}")
     return {"candidates": int(n)} if n > 1 else {}
@@ -96,7 +96,7 @@ class Context:
 
 def hoeffding_term(range_c: float, n: int, delta: float, g: int = 1) -> float:
     """Hoeffding's excess `c sqrt(ln(g / delta) / (2n))` of a UCB on a mean of `n` i.i.d. draws in
-    `[0, c]`, valid for `g` candidates compared on the same draws at once (DESIGN 2.5)."""
+    `[0, c]`, valid for `g` candidates compared on the same draws at once (METHOD 2.5)."""
     return float(range_c) * math.sqrt(math.log(g / delta) / (2.0 * n))
 
 

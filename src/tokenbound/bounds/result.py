@@ -1,4 +1,4 @@
-"""What a bound result carries (DESIGN 2.8): a frozen, JSON-able record of every term and input."""
+"""What a bound result carries (METHOD 2.8): a frozen, JSON-able record of every term and input."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Sampled-mode certification (DESIGN 2.5, 2.6): UCBs on Xbar and V/m plugged into Azuma / Fan.
+"""Sampled-mode certification (METHOD 2.5, 2.6): UCBs on Xbar and V/m plugged into Azuma / Fan.
 
 `n` windows are drawn uniformly with replacement with probability proportional to their number of
 scored tokens, so each window's mean `Y_j` of X is an unbiased, i.i.d. estimate of
@@ -13,7 +13,7 @@ both increasing in Xbar and V, so plugging in UCBs is valid. `UCB_X` pays `ln(G 
 `UCB_V` pays `ln(G / delta_3)`, `G = |alphas| * |centers| * extra_candidates` (every candidate
 compared on this sample: alphas, centers, and e.g. checkpoints or quantization variants the
 caller compared, passed as `extra_candidates`). K pays the code, `ln(1/delta_1)`, `ln|alphas|`,
-`ln|centers|`, `ln|families|`, `ln(extra_candidates)` (DESIGN 2.1: in the union bound as well as
+`ln|centers|`, `ln|families|`, `ln(extra_candidates)` (METHOD 2.1: in the union bound as well as
 the sampling terms) and the lambda grid (bernstein). The betting form is not used here.
 """
 

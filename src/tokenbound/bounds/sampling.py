@@ -1,4 +1,4 @@
-"""Upper confidence bounds on a population mean from i.i.d. draws in [0, c] (DESIGN 2.5).
+"""Upper confidence bounds on a population mean from i.i.d. draws in [0, c] (METHOD 2.5).
 
 Each function takes the draws `y` (n,) in [0, c] in the order they were drawn, the range `c`,
 the confidence `delta` and the number `g` of candidates compared on the same sample, and returns
@@ -49,7 +49,7 @@ def maurer_pontil_ucb(y, range_c: float, delta: float, g: int = 1) -> float:
     """Empirical-Bernstein UCB of Maurer & Pontil (2009), scaled from [0, 1] to [0, c]; n >= 2.
 
     `mean + sqrt(2 s^2 ln(2g/delta) / n) + 7 c ln(2g/delta) / (3 (n - 1))`, clipped to c.
-    (The published statement is two-sided-safe with ln(2/delta); we keep the 2 as DESIGN 2.5 does.)
+    (The published statement is two-sided-safe with ln(2/delta); we keep the 2 as METHOD 2.5 does.)
     """
     y = _check(y, range_c, delta, g)
     n = y.size

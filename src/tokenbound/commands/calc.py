@@ -201,7 +201,7 @@ def _paper(p: dict) -> dict:
 
 
 def _azuma(p: dict) -> dict:
-    """Azuma (DESIGN 2.2) with, given --samples n, the Hoeffding sampling term (DESIGN 2.5) for
+    """Azuma (METHOD 2.2) with, given --samples n, the Hoeffding sampling term (METHOD 2.5) for
     every n: positions are drawn with replacement, so n >= M draws need not cover every token."""
     from tokenbound.bounds import azuma_term, complexity_nats, hoeffding_term, split_delta
 
@@ -215,7 +215,7 @@ def _azuma(p: dict) -> dict:
 
 
 def _bernstein(p: dict) -> dict:
-    """Empirical Bernstein, Fan form (DESIGN 2.4), exact evaluation only."""
+    """Empirical Bernstein, Fan form (METHOD 2.4), exact evaluation only."""
     from tokenbound.bounds import complexity_nats, fan_term, grids, split_delta
 
     c = p["range"]

@@ -12,9 +12,9 @@ HELP = "score every token (or a seeded sample) of a stream with a model; resumab
 DESCRIPTION = """Score a token stream with a model and write per-window sums for the bounds.
 
 Every token of every document is scored exactly once, in windows of --context tokens advanced
-by --stride (later windows score their last --stride tokens; DESIGN 3). --mode exact scores all
+by --stride (later windows score their last --stride tokens; METHOD 3). --mode exact scores all
 windows (no sampling term in the bound); --mode sampled draws --samples positions uniformly
-with replacement (seeded) and scores the window that scores each one (DESIGN 2.5).
+with replacement (seeded) and scores the window that scores each one (METHOD 2.5).
 Finished shards are kept under OUT/shards/: rerunning the same command resumes. Under
 `torchrun --nproc-per-node N -m tokenbound evaluate ...` each rank scores a seeded share of
 the shards (OUT must be on a shared filesystem)."""

@@ -61,7 +61,7 @@ def add_arguments(parser):
     parser.add_argument("--prior-split", type=float, default=None, metavar="F",
                         help="also split the training documents, seeded, into DIR/prior (a "
                              "fraction F of them: train a base there) and DIR/bound (the rest: "
-                             "the tokens a base + delta model is certified on; DESIGN 2.9)")
+                             "the tokens a base + delta model is certified on; METHOD 2.9)")
     parser.add_argument("--split-seed", type=int, default=0, metavar="S",
                         help="seed of --prior-split (fix it before looking at results)")
 

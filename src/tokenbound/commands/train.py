@@ -29,7 +29,7 @@ EPILOG = """examples:
   tokenbound train --data data/shakespeare-bytes --out runs/sublora --arch lora --subspace-dim 5000
   tokenbound prepare --corpus notes.txt --tokenizer gguf:smollm2 --out data/notes
   tokenbound train --base SmolLM2.gguf --data data/notes --out runs/ft --lora-rank 4 \
-      --subspace-dim 20000 --seq-len 256      # adapters on a frozen base (DESIGN 2.9)
+      --subspace-dim 20000 --seq-len 256      # adapters on a frozen base (METHOD 2.9)
 """
 
 

@@ -1,4 +1,4 @@
-"""tokenbound.compression: quantization, entropy coding and exact message lengths (DESIGN 4).
+"""tokenbound.compression: quantization, entropy coding and exact message lengths (METHOD 4).
 
     qstate = quantize_(model, QuantConfig(levels=11, method="uniform", grouping="model"))
     qstate = qat_finetune(model, qstate, batches, steps=100, lr=5e-5)     # optional

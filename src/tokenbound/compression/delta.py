@@ -1,4 +1,4 @@
-"""Delta messages: a base model named by its identity, plus the coded adapters (DESIGN 2.9).
+"""Delta messages: a base model named by its identity, plus the coded adapters (METHOD 2.9).
 
 A fine-tuned model `h = B + delta` is written as a message of builder ``"delta"`` whose header
 config is `{"adapter": AdapterConfig.to_dict()}`; `adapter.base` is the base's identity:

@@ -1,4 +1,4 @@
-"""Code length of a pretrained, already-quantized GGUF checkpoint (DESIGN section 4).
+"""Code length of a pretrained, already-quantized GGUF checkpoint (METHOD section 4).
 
 A GGUF file is charged from what it stores, never from a nominal bit width:
 - ``stored_bits``: 8 x the bytes of all tensor data as stored (quantized blocks, floats);

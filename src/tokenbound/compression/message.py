@@ -1,6 +1,6 @@
 """The message: a self-contained, versioned byte string that decodes to exactly one model.
 
-Its length `C = 8 * len(message)` bits is the code length of the hypothesis (DESIGN 2.1, 4);
+Its length `C = 8 * len(message)` bits is the code length of the hypothesis (METHOD 2.1, 4);
 `prefix_free_bits(C) = C + 2 log2 C` makes it prefix-free as in the papers.
 
 Format, version 1 (all integers little-endian; "varint" = unsigned LEB128, see `wire.py`):

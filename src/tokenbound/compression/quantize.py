@@ -1,6 +1,6 @@
 """Post-training quantization of the charged tensors to an `L`-level float16 codebook.
 
-DESIGN section 4 (and Lotfi et al. 2024, section 4 / ICML 2024 "SubLoRA", quantization of the
+METHOD section 4 (and Lotfi et al. 2024, section 4 / ICML 2024 "SubLoRA", quantization of the
 trained parameters): each group of charged values `v` (n,) is mapped to symbols `s` (n,) in
 `{0..L-1}` and a codebook `c` (L,) stored in float16; the model's weights become exactly
 `c[s]` (float16 values cast to the tensor's dtype), so the decoded message *is* the evaluated

@@ -9,7 +9,7 @@ Public API (docs/ARCHITECTURE.md):
     prepare_corpus(corpus, tok, out, request, ...)
     prepare(corpus, tok, out, ...) -> [SplitSummary]     # `tokenbound prepare` and the pipeline
 
-Conventions (DESIGN sections 1 and 3): documents concatenated in a fixed order; with an
+Conventions (METHOD sections 1 and 3): documents concatenated in a fixed order; with an
 end-of-text token every document ends with it (scored); `start_id` is fed before each document
 as context only. Never imports torch.
 """

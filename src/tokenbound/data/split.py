@@ -1,4 +1,4 @@
-"""A seeded split of the training documents into a prior part and a bound part (DESIGN 2.9).
+"""A seeded split of the training documents into a prior part and a bound part (METHOD 2.9).
 
 `split_documents(n_docs, prior_fraction, seed)` marks `k = round(prior_fraction * n_docs)`
 documents as the prior part `D_0`: the first `k` of `numpy.random.default_rng([seed, SALT])

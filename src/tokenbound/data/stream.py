@@ -1,6 +1,6 @@
-"""Token streams on disk: one flat token array plus document offsets (DESIGN sections 1 and 5).
+"""Token streams on disk: one flat token array plus document offsets (METHOD sections 1 and 5).
 
-A stream is the training (or held-out) sequence `x_1 ... x_m` of DESIGN section 1: documents
+A stream is the training (or held-out) sequence `x_1 ... x_m` of METHOD section 1: documents
 concatenated in a fixed order. When the tokenizer has an end-of-text (EOT) token, every
 document ends with it, and that closing EOT belongs to the document (it is scored). `start_id`
 is a context-only token fed before the first token of each document; it is never stored in the
@@ -68,7 +68,7 @@ class TokenStream:
 
     `tokens` (m,) uint16/uint32; `doc_offsets` (n_docs + 1,) int64 with `doc_offsets[0] == 0`
     and `doc_offsets[-1] == m`; `eot_id` is None when documents are not EOT-delimited (then
-    reports must say that the conditional risk depends on the document layout, DESIGN 3).
+    reports must say that the conditional risk depends on the document layout, METHOD 3).
     """
 
     path: Path

@@ -1,6 +1,6 @@
 """tokenbound.evaluation: windows (pure) + per-token scoring of any (B, T) -> (B, T, V) callable.
 
-DESIGN sections 2.4, 2.5 and 3. Entry points:
+METHOD sections 2.4, 2.5 and 3. Entry points:
 
     make_windows(doc_offsets, L, s) -> Windows          the context policy (pure numpy)
     ModelSource(fn, vocab_size, max_context, ident)      what is scored (loaders: tokenbound.sources)

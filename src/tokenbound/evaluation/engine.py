@@ -1,4 +1,4 @@
-"""The evaluation run: windows -> fixed shards -> WindowStats on disk, resumable (DESIGN 3, 6).
+"""The evaluation run: windows -> fixed shards -> WindowStats on disk, resumable (METHOD 3, 6).
 
 Layout of OUT:
 
@@ -324,7 +324,7 @@ def _merge_and_write(out_dir, manifest, n_shards, draws, timing, config) -> Wind
         arr = stats.sample_arrays()
         result["sample"] = {"n_draws": int(draws.size), "n_distinct_windows": len(stats),
                             "note": "means over draws (repeats counted): unbiased for "
-                                    "Xbar, V/m and the top-k error rate (DESIGN 2.5)",
+                                    "Xbar, V/m and the top-k error rate (METHOD 2.5)",
                             **{f"mean_{k}": arr[k].mean(axis=0).tolist()
                                for k in ("Y", "W", "Yk", "Wk")}}
     atomic_write_json(os.path.join(out_dir, "eval.json"), result, indent=1, sort_keys=True,

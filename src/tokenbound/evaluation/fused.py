@@ -1,6 +1,6 @@
-"""Per-token statistics that read each logits row once, and the GPU scoring helpers (DESIGN 6).
+"""Per-token statistics that read each logits row once, and the GPU scoring helpers (METHOD 6).
 
-The statistics are those of `token_stats` (DESIGN 1, 2.4 and 3; see that module): per row
+The statistics are those of `token_stats` (METHOD 1, 2.4 and 3; see that module): per row
 `z` (V,) with target `x`, fp32 `lse = logsumexp(z)`, `ln p(x) = z_x - lse`, the rank of x, the
 top-k masses, and for every alpha the two centers in bits,
 

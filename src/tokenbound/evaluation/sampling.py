@@ -1,4 +1,4 @@
-"""Sampled mode (DESIGN 2.5): positions drawn uniformly with replacement -> scoring windows.
+"""Sampled mode (METHOD 2.5): positions drawn uniformly with replacement -> scoring windows.
 
 `n` positions are drawn from `[0, m)` with `numpy.random.default_rng([seed, SAMPLE_STREAM])`,
 a random stream of its own (the seed and `n` must be fixed before training). Each position is

@@ -5,7 +5,7 @@ document's last window, short documents) are right-padded, and the last batch is
 copies of its first window, whose outputs are discarded. Kernels choose their blocking by shape,
 so a window run at another length or batch size can round differently in the last bits; with
 one shape, each token's statistics are a function of its own context only, bitwise, whatever
-the document's length and the batch composition (DESIGN 3 and 7.1). The model runs under
+the document's length and the batch composition (METHOD 3 and 7.1). The model runs under
 `torch.inference_mode()`; per-token statistics use an fp32 log-softmax whatever the model dtype
 (`token_stats`), float64 sums.
 """

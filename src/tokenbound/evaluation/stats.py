@@ -1,4 +1,4 @@
-"""Mergeable per-window sums (DESIGN 2.4, 2.5, 3): what the bounds consume.
+"""Mergeable per-window sums (METHOD 2.4, 2.5, 3): what the bounds consume.
 
 Per scored window w (float64; A alphas, C centers, K top-k values):
 

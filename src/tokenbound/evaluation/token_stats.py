@@ -1,4 +1,4 @@
-"""Per-token statistics from one logits row (DESIGN 1, 2.4 and 3).
+"""Per-token statistics from one logits row (METHOD 1, 2.4 and 3).
 
 For a logits row `z` (V,) and its target `x`, with `log p = log_softmax(z)` computed in float32
 (even when the model ran in bf16) and everything after it in float64 where it is per token:
@@ -27,7 +27,7 @@ top-k masses are `exp(max(ln p, LP_FLOOR))` (no probability moves by more than 5
 product or sum there is subnormal, so neither speed nor values depend on the CPU's
 flush-to-zero mode (which `torch.set_flush_denormal` sets for the calling thread only, and which
 scoring therefore no longer uses). Centers only need to be predictable and clipped, not exact
-(DESIGN 2.4): they are fixed functions of the row, within float32 rounding of the float64
+(METHOD 2.4): they are fixed functions of the row, within float32 rounding of the float64
 reference; the target's loss `X` is float64 after the fp32 log-softmax.
 """
 
@@ -54,7 +54,7 @@ DEVICE_CHUNK_BYTES = 1 << 28
 
 
 def smoothing_range(alpha: float, vocab_size: int) -> tuple[float, float]:
-    """(a, c) of DESIGN 1 in bits (`tokenbound.bounds.basics.smoothing`, argument order of this
+    """(a, c) of METHOD 1 in bits (`tokenbound.bounds.basics.smoothing`, argument order of this
     package): l = -log2 q lies in [a, a + c]."""
     return smoothing(vocab_size, alpha)
 

@@ -1,4 +1,4 @@
-"""Evaluation windows: the context policy of DESIGN section 3, as a pure numpy function.
+"""Evaluation windows: the context policy of METHOD section 3, as a pure numpy function.
 
 Every document `doc = tokens[o : o + n]` is augmented as `aug = [start_id] + doc`; `start_id`
 is context only and never scored, the predictions are `aug[1..n]` (the closing end-of-text
@@ -167,7 +167,7 @@ def padded_inputs(tokens: np.ndarray, doc_offsets: np.ndarray, start_id: int, wi
     Row b holds window `idx[b]`'s inputs `aug[u : u + n]` and targets `aug[u + 1 : u + n + 1]`
     in its first `n = input_len` columns; the rest is `pad_id` (inputs and targets). A causal model's outputs at the real positions see no padding,
     and every forward pass has the same shape `(B, L)`, so a token's logits never depend on
-    where its document ends (DESIGN 3, 7.1: shape-dependent kernels round differently).
+    where its document ends (METHOD 3, 7.1: shape-dependent kernels round differently).
 
     Returns:
         inputs, targets: int64 (B, L).

@@ -8,7 +8,7 @@ then run through the pipeline (`tokenbound.experiments.pipeline.run`: 17-level k
 entropy-coded message, exact scoring of every training byte, `certify_exact`), plus
 
 * a sampled evaluation (n = 10,000 draws, one evaluation window per draw, stride = L, seed 0)
-  whose sample gives the `paper` column: the published arithmetic (DESIGN 2.7, best over alpha,
+  whose sample gives the `paper` column: the published arithmetic (METHOD 2.7, best over alpha,
   not a certificate) with `Rhat_n` = the mean over the drawn windows;
 * the held-out bits/byte (exact scoring of the held-out scenes; a reference, not a bound).
 

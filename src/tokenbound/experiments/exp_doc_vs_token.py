@@ -1,8 +1,8 @@
 """Experiment `doc-vs-token`: the same models bounded at the document level and at the token level.
 
 Prior work (Lotfi et al., ICML 2024, "SubLoRA") treats each document as one i.i.d. sample:
-Hoeffding over `N` documents, `E[Y] <= mean(Y) + c sqrt(K / (2N))` (DESIGN 2.3). The token-level
-bound (Lotfi et al., NeurIPS 2024; DESIGN 2.2, 2.4) uses every token as a data point through a
+Hoeffding over `N` documents, `E[Y] <= mean(Y) + c sqrt(K / (2N))` (METHOD 2.3). The token-level
+bound (Lotfi et al., NeurIPS 2024; METHOD 2.2, 2.4) uses every token as a data point through a
 martingale, `m >> N` of them, so the same complexity `K` is divided by a far larger count. Here
 the models are the variants of the `compression` experiment (same WORK directory, so they are
 trained once and reused); scenes are the documents. The two bounds bound different quantities

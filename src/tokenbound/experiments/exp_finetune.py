@@ -1,5 +1,5 @@
 """Experiment `finetune`: SmolLM2-135M fine-tuned on text it cannot have seen, certified with the
-base as the prior (DESIGN 2.9).
+base as the prior (METHOD 2.9).
 
 The corpus is tokenbound's own source code (`src/tokenbound/**/*.py` of the installed package,
 one document per file): it was written in 2026 (see the repository's history), after SmolLM2

@@ -1,6 +1,6 @@
 """Experiment `quantization`: one trained model quantized at 3, 5, 7, 9, 11, 15 levels.
 
-The bound trades the empirical loss against the code length (DESIGN 2.1-2.2): fewer levels mean
+The bound trades the empirical loss against the code length (METHOD 2.1-2.2): fewer levels mean
 fewer bits per parameter (a smaller complexity term) but a coarser model (a larger training
 loss). The paper (Lotfi et al. 2024) quantizes post-training with a small codebook; here the
 same trained model (by default the `compression` experiment's "dense + subspace" variant: a

@@ -2,7 +2,7 @@
 
 The paper (Lotfi et al. 2024) estimates the empirical risk from n = 10,000 positions, each
 scored with its own forward pass over the full context window ending at it (one token per
-forward pass), and pays a Hoeffding sampling term `c sqrt(ln(1/delta_2) / (2n))`. DESIGN 2.5
+forward pass), and pays a Hoeffding sampling term `c sqrt(ln(1/delta_2) / (2n))`. METHOD 2.5
 allows scoring the whole evaluation window that scores a drawn position (window sampling: up to
 L tokens per forward pass, same unbiasedness), and exact mode scores every token with no
 sampling term at all. For one model (the `compression` experiment's "dense + subspace" variant):

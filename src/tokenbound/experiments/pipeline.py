@@ -14,7 +14,7 @@ A recipe is a YAML mapping (see `src/tokenbound/recipes/*.yaml`):
     finetune: {lora_rank: 4, subspace_dim: 20000, seed: 0, train: {...}}
                                # with `data: prior_split: F, split_seed: S`: model/train train
                                # a base on DATA/prior, adapters on it are trained on DATA/train
-                               # and certified on DATA/bound only (DESIGN 2.9)
+                               # and certified on DATA/bound only (METHOD 2.9)
     compress: {levels: 17, method: kmeans, grouping: model, qat_steps: 0}
     evaluate: {context_len: 256, stride: 256, mode: exact, batch_size: 16, dtype: fp32}
     heldout: true              # also score DATA/heldout (a reference, not part of the bound)
@@ -70,7 +70,7 @@ def run(recipe: Recipe, *, progress: bool = False, say=lambda msg: None) -> dict
         **{k: v for k, v in d.items() if k not in ("corpus", "tokenizer")}),
         reused=lambda res: all(s.skipped for s in res.values()))
     trained = None
-    if recipe.finetune is not None:  # the split prior (DESIGN 2.9): a base on DATA/prior first
+    if recipe.finetune is not None:  # the split prior (METHOD 2.9): a base on DATA/prior first
         clock.step("train base", lambda: _train(recipe, data_dir / "prior", out, progress,
                                                 run="base"),
                    reused=is_complete(out / "base"), own=lambda res: res.get("wall_seconds"))

@@ -1,4 +1,4 @@
-"""What a certificate's prior is, and who vouches for it (DESIGN 2.1, 2.9).
+"""What a certificate's prior is, and who vouches for it (METHOD 2.1, 2.9).
 
 The bounds hold for a prior fixed without looking at the tokens being bounded. For a model
 trained here and written as a whole message, that is the code itself (`2^-C` over messages)

@@ -35,7 +35,7 @@ DATA = {"corpus": str, "tokenizer": str, "max_train_docs": int | None,
         "heldout_fraction": float | None, "doc_separator": str | None, "glob": str,
         "text_column": str, "prior_split": float | None, "split_seed": int}
 # `finetune:` (with `data: prior_split:`): adapters on the GPT that `model:`/`train:` train on
-# DATA/prior; the final model is trained on DATA/train and certified on DATA/bound (DESIGN 2.9)
+# DATA/prior; the final model is trained on DATA/train and certified on DATA/bound (METHOD 2.9)
 FINETUNE = {"lora_rank": int, "lora_alpha": float, "lora_targets": tuple[str, ...],
             "subspace_dim": int | None, "seed": int, "train": dict}
 _KINDS = {int: "a whole number", float: "a number", bool: "true or false", str: "a string",

@@ -305,7 +305,7 @@ def certify(eval_dir: str | Path, code_bits: int, *, delta: float = 0.05, extra_
 
 
 def paper_from_sample(s: dict, stats, m: int, common: dict) -> dict:
-    """The published arithmetic (DESIGN 2.7), best over the paper's own alpha grid
+    """The published arithmetic (METHOD 2.7), best over the paper's own alpha grid
     (`grids.PAPER_ALPHA_GRID`, whatever else was scored): not a certificate."""
     from tokenbound import bounds as B
 

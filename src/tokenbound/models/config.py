@@ -2,7 +2,7 @@
 
 A config together with the trained tensors (`model.trained_state()`) determines the model bit
 for bit: everything else (frozen LoRA bases, the random-subspace origin and projection) is
-regenerated from `seed` by `build_model(cfg)`. The config is part of the hypothesis (DESIGN.md
+regenerated from `seed` by `build_model(cfg)`. The config is part of the hypothesis (docs/METHOD.md
 2.1): it is free in the code length only when fixed before seeing data.
 
 Each field is a `tokenbound.configs.setting` with its help text; the `--kebab-case` CLI flags

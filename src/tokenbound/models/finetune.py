@@ -1,4 +1,4 @@
-"""A frozen base causal LM plus trained LoRA adapters: the hypothesis `h = B + delta` of DESIGN 2.9.
+"""A frozen base causal LM plus trained LoRA adapters: the hypothesis `h = B + delta` of METHOD 2.9.
 
 The base `B` (a Hugging Face causal LM, or a tokenbound `GPT`) is fixed before the bounded tokens
 are seen and is part of the decoder; only `delta` is charged. `delta` is

@@ -1,6 +1,6 @@
 """Linear maps `y = x W^T (+ b)` with structured, compressible weights `W` of shape (out, in).
 
-Parametrizations (DESIGN.md section 4; Lotfi et al. ICML 2024 / NeurIPS 2024 use the same
+Parametrizations (docs/METHOD.md section 4; Lotfi et al. ICML 2024 / NeurIPS 2024 use the same
 families):
 
 - `DenseLinear`: `W` itself, `out * in` trained entries.
