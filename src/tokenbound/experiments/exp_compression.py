@@ -27,7 +27,7 @@ from pathlib import Path
 from tokenbound.experiments import family
 from tokenbound.experiments.family import (PAPER_SAMPLES, VARIANTS, WORK, get_scale,
                                            sample_from_exact, variant_run)
-from tokenbound.experiments.report import figure
+from tokenbound.experiments.report import figure, mark_references
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,9 @@ def plot(rows: list[dict], path: Path) -> str:
         ax.bar(x, [r["train bits/byte"] for r in rows], color="tab:blue", label="train loss")
         ax.plot(x, [r["held-out bits/byte"] or float("nan") for r in rows], "kD",
                 label="held-out loss")
-        ax.axhline(8.0, color="gray", lw=0.8, ls=":", label="random guess")
+        b = rows.index(best_row(rows))
+        mark_references(ax, random_guess=8.0, guess_label="random guess log2 256",
+                        chosen=(b, rows[b]["certified"]), chosen_label="best certified")
         ax.set_xticks(list(x), names, rotation=25, ha="right", fontsize=7)
         ax.set_ylabel("bits per byte")
         ax.legend(fontsize=7)

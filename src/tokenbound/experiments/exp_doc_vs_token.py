@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tokenbound.experiments import family
-from tokenbound.experiments.report import figure
+from tokenbound.experiments.report import figure, mark_references
 
 HELP = "the compression variants bounded with scenes as i.i.d. documents vs tokens as data points"
 COLUMNS = ["variant", "code bits", "documents N", "tokens m", "train bits/byte",
@@ -74,7 +74,7 @@ def plot(rows: list[dict], path: Path) -> str:
                label="document level", color="tab:red")
         ax.bar([i + w / 2 for i in x], [r["token-level bound"] for r in rows], w,
                label="token level", color="tab:green")
-        ax.axhline(8.0, color="gray", lw=0.8, ls=":", label="random guess")
+        mark_references(ax, random_guess=8.0, guess_label="random guess log2 256")
         ax.set_yscale("log")
         ax.set_xticks(x, [r["variant"] for r in rows], rotation=25, ha="right", fontsize=7)
         ax.set_ylabel("bound, bits per byte (log scale)")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tokenbound.errors import UserError
 from tokenbound.experiments import steps
-from tokenbound.experiments.report import figure
+from tokenbound.experiments.report import figure, mark_references
 from tokenbound.fileio import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,10 @@ def plot(rows: list, path: Path) -> str:
                     label=f"{prefix}: bound")
             ax.plot(ks, [r["train bits/byte"] for r in rs], "s--", color=color,
                     label=f"{prefix}: train loss")
-        ax.axhline(8.0, color="gray", lw=0.8, ls=":", label="random guess")
+        best = min(rows, key=lambda r: r["bound bits/byte"]) if rows else None
+        mark_references(ax, random_guess=8.0, guess_label="random guess log2 256",
+                        chosen=best and (best["k"], best["bound bits/byte"]),
+                        chosen_label=best and f"lowest bound ({best['model']})")
         ax.set_xlabel("context k (bytes)")
         ax.set_ylabel("bits per byte")
         ax.legend(fontsize=7)

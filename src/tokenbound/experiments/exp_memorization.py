@@ -169,7 +169,7 @@ def chance(docs: list) -> float:
 def plot(rows: list, path: Path) -> str:
     rs = [r for r in rows if r["levels"] != "fp32"]
     x = [int(r["levels"]) for r in rs]
-    with figure(path, (5.5, 3.6)) as (fig, ax):
+    with figure(path, (5.5, 3.6), yscale="linear") as (fig, ax):
         ax.plot(x, [r["accuracy structured"] for r in rs], "o-", label="structured")
         ax.plot(x, [r["accuracy random"] for r in rs], "s-", label="random (i.i.d.)")
         ax.set_xscale("log", base=2)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from tokenbound.experiments import steps
-from tokenbound.experiments.report import figure
+from tokenbound.experiments.report import figure, mark_references
 from tokenbound.experiments.results import Certified
 
 log = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ def plot(tot: dict, betting, m: int, V: int, C: int, m_star, out: Path) -> str:
     vals = [scaled_bound(tot, betting, m, int(x), V, C, DELTA) for x in ms]
     with figure(out / "pretrained.png", (5.5, 3.6)) as (fig, ax):
         ax.plot(ms, vals, "o-", ms=3, label="compression bound (same statistics)")
-        ax.axhline(math.log2(V), color="gray", ls=":", label=f"random guess log2 {V}")
+        mark_references(ax, random_guess=math.log2(V), guess_label=f"random guess log2 {V}")
         ax.axhline(tot["mean_bits"], color="tab:green", ls="--", label="bits/token measured")
         if m_star:
             ax.axvline(m_star, color="tab:red", lw=0.8, label=f"m* = {m_star:.3g}")

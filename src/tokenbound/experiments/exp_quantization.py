@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tokenbound.experiments import family
 from tokenbound.experiments import steps
-from tokenbound.experiments.report import figure
+from tokenbound.experiments.report import figure, mark_references
 
 HELP = "one model quantized at 3..15 levels: code bits, loss and bound; where the optimum lies"
 LEVELS = (3, 5, 7, 9, 11, 15)
@@ -84,7 +84,7 @@ def run(out_dir: str, quick: bool, progress: bool, variant: str = "dense + subsp
     rows = [level_row(level_certificate(run_dir, scale, L, progress)) for L in levels]
     best = min(rows, key=lambda r: r["bound bits/byte"])
     rows.append(best_level_paid(run_dir, best, len(levels)))
-    plots = [plot(rows[:-1], Path(out_dir) / "quantization.png")]
+    plots = [plot(rows[:-1], Path(out_dir) / "quantization.png", paid=rows[-1])]
     return {"title": f"Quantization levels vs bound ({variant}, Shakespeare bytes)",
             "columns": COLUMNS, "rows": rows, "plots": plots, "variant": variant,
             "best_levels": best["levels"], "scale": scale,
@@ -103,12 +103,18 @@ def notes(variant: str, rep: dict, best: dict) -> list[str]:
             "Bounds are in bits per byte; random guessing = 8."]
 
 
-def plot(rows: list[dict], path: Path) -> str:
+def plot(rows: list[dict], path: Path, paid: dict | None = None) -> str:
+    """Bound and train loss per level L (code bits on a second axis); `paid`, the best row
+    recertified with the selection paid, is the chosen point, drawn at the best L."""
     path.parent.mkdir(parents=True, exist_ok=True)
     L = [r["levels"] for r in rows]
     with figure(path, (5.5, 3.6)) as (fig, ax):
         ax.plot(L, [r["bound bits/byte"] for r in rows], "o-", label="bound")
         ax.plot(L, [r["train bits/byte"] for r in rows], "s--", label="train loss")
+        best = min(rows, key=lambda r: r["bound bits/byte"])
+        mark_references(ax, random_guess=8.0, guess_label="random guess log2 256",
+                        chosen=paid and (best["levels"], paid["bound bits/byte"]),
+                        chosen_label=f"chosen L = {best['levels']}, selection paid")
         ax2 = ax.twinx()
         ax2.plot(L, [r["code bits"] for r in rows], "^:", color="gray", label="code bits")
         ax2.set_ylabel("code bits")

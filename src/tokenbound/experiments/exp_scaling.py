@@ -18,10 +18,11 @@ import numpy as np
 
 from tokenbound.errors import UserError
 from tokenbound.experiments import family
-from tokenbound.experiments.report import figure
+from tokenbound.experiments.report import figure, mark_references
 
 HELP = "GPTs of 4-5 widths, same data and steps: held-out loss, bound and terms vs size"
 WIDTHS = {"quick": (32, 64, 96, 128), "full": (32, 64, 96, 128, 192)}
+RANDOM_GUESS = 8.0  # bits per byte: log2 of the 256-byte vocabulary
 LR = 0.05  # the subspace learning rate of the compression family (fixed in advance)
 COLUMNS = ["d_model", "total params", "trained params", "code bits", "train bits/byte",
            "held-out bits/byte", "smoothed empirical", "complexity term", "bound bits/byte"]
@@ -107,8 +108,12 @@ def plot(rows: list[dict], path: Path) -> str:
         ax.plot(n, [r["bound bits/byte"] for r in rows], "o-", label="bound")
         ax.plot(n, [r["smoothed empirical"] for r in rows], "s--", label="smoothed train loss")
         ax.plot(n, [r["held-out bits/byte"] for r in rows], "D-.", label="held-out loss")
+        best = min(rows, key=lambda r: r["bound bits/byte"])
+        mark_references(ax, random_guess=RANDOM_GUESS, guess_label="random guess log2 256",
+                        chosen=(best["total params"], best["bound bits/byte"]),
+                        chosen_label="lowest bound")
         ax.set_xscale("log")
         ax.set_xlabel("model parameters (total)")
         ax.set_ylabel("bits per byte")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, ncol=2, loc="center")  # the band between loss and bound
     return path.name

@@ -10,15 +10,14 @@ copied, never recomputed or rounded before being stored in JSON.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 from pathlib import Path
 from typing import Any
 
+from tokenbound.experiments.plotting import figure, mark_references  # noqa: F401 (re-exported)
 from tokenbound.experiments.results import Certified, RunResults
-from tokenbound.fileio import (READ_ONLY, atomic_path, atomic_write_json, atomic_write_text,
-                               refresh_text)
+from tokenbound.fileio import READ_ONLY, atomic_write_json, atomic_write_text, refresh_text
 from tokenbound.provenance import package_info
 
 
@@ -224,25 +223,6 @@ def render_markdown(rep: dict) -> str:
     return "\n".join(lines)
 
 
-@contextlib.contextmanager
-def figure(path, figsize=(6, 3.2)):
-    """A matplotlib `(fig, ax)` on the Agg backend; on leaving the block it is laid out,
-    saved to `path` (PNG, 100 dpi) and closed. Shared by every plot of the package."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=figsize, dpi=100)
-    try:
-        yield fig, ax
-        fig.tight_layout()
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png")
-    finally:
-        plt.close(fig)
-
-
 def plot_report(rep: dict, out_dir: Path) -> list[str]:
     """bound_decomposition.png (stacked terms per family) and bound_vs_alpha.png."""
     written = []
@@ -255,8 +235,7 @@ def plot_report(rep: dict, out_dir: Path) -> list[str]:
         ax.bar(names, emp, label="smoothed training loss")
         ax.bar(names, comp, bottom=emp, label="complexity")
         ax.bar(names, samp, bottom=[e + c for e, c in zip(emp, comp)], label="sampling")
-        ax.axhline(rep["random_guess_bits_per_token"], color="k", ls="--", lw=1,
-                   label="random guess")
+        mark_references(ax, random_guess=rep["random_guess_bits_per_token"])
         ax.set_ylabel(rep.get("unit", "bits per token"))
         ax.set_title("bound decomposition")
         ax.legend(fontsize=7)
@@ -268,6 +247,10 @@ def plot_report(rep: dict, out_dir: Path) -> list[str]:
             for fam, pts in curve.items():
                 xs = [p["alpha"] for p in pts]
                 ax.plot(xs, [p["bound"] for p in pts], marker="o", label=fam)
+            best = fams[rep["certified_family"]]
+            mark_references(ax, random_guess=rep["random_guess_bits_per_token"],
+                            chosen=(best["alpha"], best["bound"]),
+                            chosen_label=f"certified ({rep['certified_family']})")
             ax.set_xscale("log")
             ax.set_xlabel("prediction smoothing alpha")
             ax.set_ylabel(rep.get("unit", "bits per token"))
