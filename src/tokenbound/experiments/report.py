@@ -62,6 +62,7 @@ def build_report(recipe, res: RunResults) -> dict:
                      "family": t["best"]["family"], "random_guess": t["best"]["random_guess"]}
                  for k, t in cert.topk.items()} if cert.mode == "exact" else {},
         "document_level": cert.token.get("document"),
+        "per_byte": _per_byte(stream, cert, unit),
         "train": res.trained, "timings_s": res.timings,
         "notes": _notes(stream, cert, recipe.heldout, res.heldout_status),
         "bound": cert.to_dict(),
@@ -167,6 +168,24 @@ def _bound_cell(value, trivial) -> str:
     return fmt_cell(value) + (f" {TRIVIAL_LABEL}" if trivial else "")
 
 
+def _per_byte(stream, cert, unit: str) -> dict | None:
+    """The bound and the training loss in bits per UTF-8 byte, for tokenizers other than bytes.
+
+    The bound holds for the mean over the `m` scored tokens, so it holds for their sum `m * B`,
+    and so for `m * B / n_bytes` bits per byte of the text those tokens cover (end-of-text tokens
+    cover no byte): a fixed rescaling, no new inequality. Bytes compare across tokenizers; tokens
+    do not. None when the stream does not record `n_bytes` or is not the certified population.
+    """
+    n_bytes = getattr(stream, "n_bytes", None)
+    if unit == "bits per byte" or not n_bytes or len(stream) != cert.m:
+        return None
+    scale = cert.m / n_bytes
+    mean = cert.mean_bits
+    return {"n_bytes": int(n_bytes), "tokens_per_byte": scale,
+            "bound_bits_per_byte": cert.best["value"] * scale,
+            "empirical_bits_per_byte": None if mean is None else mean * scale}
+
+
 def render_markdown(rep: dict) -> str:
     """The human summary: certified bound, its terms, the references, then the top-k bounds."""
     unit = rep.get("unit", "bits per token")
@@ -195,6 +214,10 @@ def render_markdown(rep: dict) -> str:
         *([f"| + bits paid for choices made on the data | {fmt_cell(rep['extra_bits'])} |"]
           if rep.get("extra_bits") else []),
         f"| tokens m / scored | {fmt_cell(rep['n_tokens'])} / {fmt_cell(rep['n_scored'])} |",
+        *([f"| certified bound in bits per byte ({fmt_cell(pb['n_bytes'])} bytes of text) | "
+           f"{fmt_cell(pb['bound_bits_per_byte'])} |",
+           f"| training loss in bits per byte, unsmoothed | "
+           f"{fmt_cell(pb['empirical_bits_per_byte'])} |"] if (pb := rep.get("per_byte")) else []),
         "",
         "## Every family (the certified value is their minimum, with ln(#families) paid)",
         "",
