@@ -47,7 +47,6 @@ from tokenbound.errors import UserError
 
 MAGIC = b"TBQG"
 VERSION = 1
-MAX_HEADER_BYTES = 1 << 24
 PARTS = ("header", "scales", "counts", "payload", "raw")
 
 
@@ -203,39 +202,14 @@ def encode_groupwise(model, cfg, gcfg: GroupConfig, blocks: dict,
 
 
 def _parse(data: bytes) -> tuple[dict, Reader]:
-    from tokenbound.compression.message import DTYPES, values_cap
+    from tokenbound.compression.message import (check_frame, check_tensor_entries, read_header,
+                                                 values_cap)
 
-    if data[4] != VERSION:
-        raise MessageError(f"group-quantized message version {data[4]} is not supported (this "
-                           f"tokenbound reads version {VERSION}); re-create it")
-    if zlib.crc32(data[:-4]) != int.from_bytes(data[-4:], "little"):
-        raise MessageError("message checksum mismatch: the file is corrupt or truncated")
-    r = Reader(data, pos=5, end=len(data) - 4)
-    hlen = r.varint("header length", limit=r.remaining)
-    inflater = zlib.decompressobj()
-    try:
-        text = inflater.decompress(bytes(r.take(hlen, "header")), MAX_HEADER_BYTES)
-        if not inflater.eof or inflater.unconsumed_tail or inflater.unused_data:
-            raise MessageError("message header is truncated, trailing or too large")
-        header = json.loads(text.decode("utf-8"))
-    except (zlib.error, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise MessageError(f"message header is not valid JSON ({exc})") from None
-    if not (isinstance(header, dict) and isinstance(header.get("builder"), str)
-            and isinstance(header.get("tensors"), list) and isinstance(header.get("quant"), dict)
-            and isinstance(header.get("extra", {}), dict)):
-        raise MessageError("message header lacks builder/tensors/quant")
-    total = 0
-    for t in header["tensors"]:
-        ok = (isinstance(t, list) and len(t) == 4 and isinstance(t[0], str)
-              and isinstance(t[1], list) and all(type(d) is int and d >= 0 for d in t[1])
-              and t[2] in DTYPES and (t[3] is None or _scheme_ok(t[3], t[1])))
-        if not ok:
-            raise MessageError(f"message header: malformed tensor entry {str(t)[:80]}")
-        total += math.prod(t[1])
-    cap = values_cap(len(data))
-    if total > cap:
-        raise MessageError(f"message header declares {total:,} values, more than a message of "
-                           f"this size may (limit {cap:,}); it is corrupt or crafted")
+    r = check_frame(data, MAGIC, VERSION, what="group-quantized message")
+    header = read_header(r, {"builder": str, "tensors": list, "quant": dict})
+    check_tensor_entries(header["tensors"],
+                         lambda scheme, shape: scheme is None or _scheme_ok(scheme, shape),
+                         values_cap(len(data)))
     return header, r
 
 

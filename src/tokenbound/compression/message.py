@@ -139,18 +139,23 @@ def _read_bytes(message) -> bytes:
     return path.read_bytes()
 
 
-def _check_frame(data: bytes) -> Reader:
-    if len(data) < len(MAGIC) + 1 + 1 + 4 or data[:4] != MAGIC:
+def check_frame(data: bytes, magic: bytes = MAGIC, version: int = VERSION,
+                what: str = "message format") -> Reader:
+    """Magic, version and checksum of a framed message (`magic`, version byte, body, crc32);
+    a `Reader` over the body. Shared by every message format of the package."""
+    if len(data) < len(magic) + 1 + 1 + 4 or data[:len(magic)] != magic:
         raise MessageError("not a tokenbound message (bad magic or too short)")
-    if data[4] != VERSION:
-        raise MessageError(f"message format version {data[4]} is not supported (this tokenbound "
-                           f"reads version {VERSION}); re-create it with this version")
+    if data[len(magic)] != version:
+        raise MessageError(f"{what} version {data[len(magic)]} is not supported (this tokenbound "
+                           f"reads version {version}); re-create it with this version")
     if zlib.crc32(data[:-4]) != int.from_bytes(data[-4:], "little"):
         raise MessageError("message checksum mismatch: the file is corrupt or truncated")
-    return Reader(data, pos=5, end=len(data) - 4)
+    return Reader(data, pos=len(magic) + 1, end=len(data) - 4)
 
 
-def _parse_header(r: Reader, cap: int) -> dict:
+def read_header(r: Reader, required: dict) -> dict:
+    """The deflated JSON header at the reader's position, inflated to at most MAX_HEADER_BYTES;
+    `required` maps each key to the type its value must have (`extra`, optional, is a dict)."""
     hlen = r.varint("header length", limit=r.remaining)
     inflater = zlib.decompressobj()
     try:
@@ -160,31 +165,42 @@ def _parse_header(r: Reader, cap: int) -> dict:
         header = json.loads(text.decode("utf-8"))
     except (zlib.error, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise MessageError(f"message header is not valid JSON ({exc})") from None
-    ok = (isinstance(header, dict) and isinstance(header.get("builder"), str)
-          and isinstance(header.get("tensors"), list) and isinstance(header.get("groups"), list)
-          and isinstance(header.get("quant"), dict) and isinstance(header.get("extra", {}), dict))
+    ok = (isinstance(header, dict) and isinstance(header.get("extra", {}), dict)
+          and all(isinstance(header.get(k), t) for k, t in required.items()))
     if not ok:
-        raise MessageError("message header lacks builder/tensors/groups/quant")
-    groups = header["groups"]
-    if not all(type(L) is int and 1 <= L <= MAX_LEVELS for L in groups):
-        raise MessageError(f"message header: codebook sizes must be integers in 1..{MAX_LEVELS}")
+        raise MessageError(f"message header lacks {'/'.join(required)}")
+    return header
+
+
+def check_tensor_entries(tensors: list, scheme_ok, cap: int) -> None:
+    """Each entry `[name, shape, dtype, scheme]` well formed (`scheme_ok(scheme, shape)` for the
+    format's own last field) and at most `cap` values declared in all (`values_cap`)."""
     total = 0
-    for t in header["tensors"]:
+    for t in tensors:
         ok = (isinstance(t, list) and len(t) == 4 and isinstance(t[0], str)
               and isinstance(t[1], list) and all(type(d) is int and 0 <= d for d in t[1])
-              and t[2] in DTYPES and type(t[3]) is int and -1 <= t[3] < len(groups))
+              and t[2] in DTYPES and scheme_ok(t[3], t[1]))
         if not ok:
             raise MessageError(f"message header: malformed tensor entry {str(t)[:80]}")
         total += math.prod(t[1])
     if total > cap:
         raise MessageError(f"message header declares {total:,} values, more than a message of "
                            f"this size may (limit {cap:,}); it is corrupt or crafted")
+
+
+def _parse_header(r: Reader, cap: int) -> dict:
+    header = read_header(r, {"builder": str, "tensors": list, "groups": list, "quant": dict})
+    groups = header["groups"]
+    if not all(type(L) is int and 1 <= L <= MAX_LEVELS for L in groups):
+        raise MessageError(f"message header: codebook sizes must be integers in 1..{MAX_LEVELS}")
+    check_tensor_entries(header["tensors"],
+                         lambda g, _shape: type(g) is int and -1 <= g < len(groups), cap)
     return header
 
 
 def _layout(data: bytes) -> tuple[dict, list, list, dict]:
     """Parse everything but the symbols: header, per-group (codebook, counts, words), raw, bits."""
-    r = _check_frame(data)
+    r = check_frame(data)
     header = _parse_header(r, values_cap(len(data)))
     bits = dict.fromkeys(PARTS, 0)
     bits["header"] = 8 * (r.pos + 4)
