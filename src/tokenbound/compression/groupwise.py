@@ -268,8 +268,8 @@ def decode_groupwise(data: bytes) -> tuple:
     group config, the builder's plan against the header's tensors and the values cap
     (`message.values_cap`), then the model built, its scales and raw tensors finite.
     """
-    from tokenbound.compression.message import (BUILD_ERRORS, DTYPES, _check_finite,
-                                                _check_tensors, _plan, values_cap)
+    from tokenbound.compression.message import (DTYPES, _check_finite, build_checked,
+                                                raw_tensor, values_cap)
 
     header, coded, raw, bits = _layout(data)
     try:
@@ -277,16 +277,7 @@ def decode_groupwise(data: bytes) -> tuple:
     except (TypeError, ValueError, AttributeError, UserError) as exc:
         raise MessageError(f"message header: bad group quantization config ({exc})") from None
     builder = get_builder(header["builder"])
-    _plan(builder, header, values_cap(len(data)))
-    try:
-        model, cfg = builder.build(header["config"])
-    except MessageError:
-        raise
-    except BUILD_ERRORS as exc:
-        raise MessageError(f"message header: cannot build the model from its config "
-                           f"({str(exc)[:200]})") from None
-    state = {n: t.detach().cpu() for n, t in builder.trained_state(model).items()}
-    _check_tensors(header, state)
+    model, cfg, state = build_checked(builder, header, values_cap(len(data)))
     new_state = dict(state)
     for name, shape, dt, s in header["tensors"]:
         if s is not None:
@@ -295,12 +286,7 @@ def decode_groupwise(data: bytes) -> tuple:
             blk = Blocks(tuple(s), side, decode_symbols(words, counts))
             new_state[name] = torch.from_numpy(dequantize_blocks(blk, shape)).to(DTYPES[dt])
         else:
-            buf = raw[name]
-            t = torch.frombuffer(bytearray(buf), dtype=torch.uint8) if len(buf) else \
-                torch.zeros(0, dtype=torch.uint8)
-            new_state[name] = t.view(state[name].dtype).reshape(state[name].shape)
-            _check_finite(f"message raw tensor {name}", new_state[name].float().numpy(),
-                          MessageError)
+            new_state[name] = raw_tensor(name, raw[name], state[name])
     builder.load_trained_state(model, new_state)
     total = 8 * len(data)
     info = {"header": header, "quant": quant, "extra": header.get("extra", {}),

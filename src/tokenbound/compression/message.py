@@ -284,12 +284,9 @@ def _plan(builder, header: dict, cap: int) -> None:
                            f"message of this size may (limit {cap:,}); it is corrupt or crafted")
 
 
-def _build(builder, header: dict, cap: int) -> tuple:
-    """(model, cfg, quant, trained state) of the header, each checked before the next."""
-    try:
-        quant = QuantConfig.from_dict(header["quant"])
-    except (TypeError, ValueError, UserError) as exc:
-        raise MessageError(f"message header: bad quantization config ({exc})") from None
+def build_checked(builder, header: dict, cap: int) -> tuple:
+    """(model, cfg, trained state) of the header: the plan checked before anything is built
+    (`_plan`), then the built model's trained tensors against the header's. Every format."""
     _plan(builder, header, cap)
     try:
         model, cfg = builder.build(header["config"])
@@ -300,7 +297,26 @@ def _build(builder, header: dict, cap: int) -> tuple:
                            f"({str(exc)[:200]})") from None
     state = {n: t.detach().cpu() for n, t in builder.trained_state(model).items()}
     _check_tensors(header, state)
+    return model, cfg, state
+
+
+def _build(builder, header: dict, cap: int) -> tuple:
+    """(model, cfg, quant, trained state) of the header, each checked before the next."""
+    try:
+        quant = QuantConfig.from_dict(header["quant"])
+    except (TypeError, ValueError, UserError) as exc:
+        raise MessageError(f"message header: bad quantization config ({exc})") from None
+    model, cfg, state = build_checked(builder, header, cap)
     return model, cfg, quant, state
+
+
+def raw_tensor(name: str, buf, like: torch.Tensor) -> torch.Tensor:
+    """A tensor stored raw in the message, shaped and typed as `like`; refused unless finite."""
+    t = torch.frombuffer(bytearray(buf), dtype=torch.uint8) if len(buf) else \
+        torch.zeros(0, dtype=torch.uint8)
+    t = t.view(like.dtype).reshape(like.shape)
+    _check_finite(f"message raw tensor {name}", t.float().numpy(), MessageError)
+    return t
 
 
 def _decoded_state(header: dict, groups: list, raw: dict, state: dict) -> dict:
@@ -316,11 +332,7 @@ def _decoded_state(header: dict, groups: list, raw: dict, state: dict) -> dict:
                     .to(DTYPES[dt])
                 pos += n
     for name, buf in raw.items():
-        t = torch.frombuffer(bytearray(buf), dtype=torch.uint8) if len(buf) else \
-            torch.zeros(0, dtype=torch.uint8)
-        new_state[name] = t.view(state[name].dtype).reshape(state[name].shape)
-        _check_finite(f"message raw tensor {name}", new_state[name].float().numpy(),
-                      MessageError)
+        new_state[name] = raw_tensor(name, buf, state[name])
     return new_state
 
 
