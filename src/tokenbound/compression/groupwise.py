@@ -31,9 +31,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import json
 import math
-import zlib
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -41,8 +39,8 @@ import torch
 
 from tokenbound.bounds.basics import prefix_free_bits
 from tokenbound.compression.adapters import builder_for, get_builder
-from tokenbound.compression.entropy import decode_symbols, encode_symbols, symbol_counts
-from tokenbound.compression.wire import MessageError, Reader, varint
+from tokenbound.compression.entropy import decode_symbols, symbol_counts
+from tokenbound.compression.wire import MessageError, Reader
 from tokenbound.errors import UserError
 
 MAGIC = b"TBQG"
@@ -170,7 +168,7 @@ def quantize_groupwise_(model, gcfg: GroupConfig) -> dict:
 def encode_groupwise(model, cfg, gcfg: GroupConfig, blocks: dict,
                      extra_header: dict | None = None) -> bytes:
     """The TBQG message of `model`, whose tensors in `blocks` equal their dequantized blocks."""
-    from tokenbound.compression.message import _dtype_name
+    from tokenbound.compression.message import _dtype_name, coded_part, frame_end, frame_start
 
     builder = builder_for(model)
     state = {n: t.detach().cpu() for n, t in builder.trained_state(model).items()}
@@ -186,19 +184,11 @@ def encode_groupwise(model, cfg, gcfg: GroupConfig, blocks: dict,
               "tensors": [[n, list(t.shape), _dtype_name(t),
                            list(blocks[n].scheme) if n in blocks else None]
                           for n, t in state.items()]}
-    hjson = zlib.compress(json.dumps(header, sort_keys=True, separators=(",", ":")).encode(), 9)
-    out = bytearray(MAGIC + bytes([VERSION]) + varint(len(hjson)) + hjson)
+    out = frame_start(MAGIC, VERSION, header)
     for name in (n for n in state if n in blocks):
         blk = blocks[name]
-        counts = symbol_counts(blk.codes, 1 << blk.scheme[0])
-        words = encode_symbols(blk.codes, counts)
-        out += blk.side.astype("<f2").tobytes()
-        out += b"".join(varint(int(c)) for c in counts)
-        out += varint(len(words)) + words.astype("<u4").tobytes()
-    for name in (n for n in state if n not in blocks):
-        out += state[name].contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
-    out += zlib.crc32(out).to_bytes(4, "little")
-    return bytes(out)
+        out += coded_part(blk.side, symbol_counts(blk.codes, 1 << blk.scheme[0]), blk.codes)
+    return frame_end(out, [state[n] for n in state if n not in blocks])
 
 
 def _parse(data: bytes) -> tuple[dict, Reader]:

@@ -115,16 +115,30 @@ def encode(model, cfg, qstate: QuantizedState, extra_header: dict | None = None)
                     for n, t in state.items()],
         "groups": [len(g.codebook) for g in qstate.groups],
     }
-    hjson = zlib.compress(json.dumps(header, sort_keys=True, separators=(",", ":")).encode(), 9)
-    out = bytearray(MAGIC + bytes([VERSION]) + varint(len(hjson)) + hjson)
+    out = frame_start(MAGIC, VERSION, header)
     for g in qstate.groups:
-        counts = g.counts
-        words = encode_symbols(g.symbols, counts)
-        out += g.codebook.astype("<f2").tobytes()
-        out += b"".join(varint(int(c)) for c in counts)
-        out += varint(len(words)) + words.astype("<u4").tobytes()
-    for name in (n for n in state if n not in group_of):
-        out += state[name].contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+        out += coded_part(g.codebook, g.counts, g.symbols)
+    return frame_end(out, [state[n] for n in state if n not in group_of])
+
+
+def frame_start(magic: bytes, version: int, header: dict) -> bytearray:
+    """`magic | version | varint(H) | H bytes of deflated JSON header`: every format's opening."""
+    hjson = zlib.compress(json.dumps(header, sort_keys=True, separators=(",", ":")).encode(), 9)
+    return bytearray(magic + bytes([version]) + varint(len(hjson)) + hjson)
+
+
+def coded_part(side: np.ndarray, counts: np.ndarray, symbols: np.ndarray) -> bytes:
+    """float16 side values (codebook or scales) | varint symbol counts | varint(W) | W u32 words
+    of the entropy-coded symbols."""
+    words = encode_symbols(symbols, counts)
+    return (side.astype("<f2").tobytes() + b"".join(varint(int(c)) for c in counts)
+            + varint(len(words)) + words.astype("<u4").tobytes())
+
+
+def frame_end(out: bytearray, raw: list) -> bytes:
+    """The raw tensors' bytes in order, then the crc32 of everything before it."""
+    for t in raw:
+        out += t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
     out += zlib.crc32(out).to_bytes(4, "little")
     return bytes(out)
 
