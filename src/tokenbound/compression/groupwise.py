@@ -30,14 +30,12 @@ empirical code distribution, whose counts travel in the message.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
-from tokenbound.bounds.basics import prefix_free_bits
 from tokenbound.compression.adapters import builder_for, get_builder
 from tokenbound.compression.entropy import decode_symbols, symbol_counts
 from tokenbound.compression.wire import MessageError, Reader
@@ -211,12 +209,12 @@ def _scheme_ok(s, shape) -> bool:
 
 def _layout(data: bytes) -> tuple[dict, dict, dict, dict]:
     """Header, {name: (side, counts, words)}, {name: raw bytes}, bits by part."""
-    from tokenbound.compression.message import DTYPES
+    from tokenbound.compression.message import read_raw
 
     header, r = _parse(data)
     bits = dict.fromkeys(PARTS, 0)
     bits["header"] = 8 * (r.pos + 4)
-    coded, raw = {}, {}
+    coded = {}
     for name, shape, _, s in header["tensors"]:
         if s is None:
             continue
@@ -236,13 +234,7 @@ def _layout(data: bytes) -> tuple[dict, dict, dict, dict]:
         bits["counts"] += 8 * (mid - start)
         bits["payload"] += 8 * (r.pos - mid)
         coded[name] = (side, counts, words)
-    for name, shape, dt, s in header["tensors"]:
-        if s is None:
-            nbytes = math.prod(shape) * DTYPES[dt].itemsize
-            raw[name] = r.take(nbytes, f"raw tensor {name}")
-            bits["raw"] += 8 * nbytes
-    if r.remaining:
-        raise MessageError(f"message corrupt: {r.remaining:,} unexpected trailing bytes")
+    raw = read_raw(r, [t for t in header["tensors"] if t[3] is None], bits)
     return header, coded, raw, bits
 
 
@@ -259,7 +251,7 @@ def decode_groupwise(data: bytes) -> tuple:
     (`message.values_cap`), then the model built, its scales and raw tensors finite.
     """
     from tokenbound.compression.message import (DTYPES, _check_finite, build_checked,
-                                                raw_tensor, values_cap)
+                                                decoded_info, raw_tensor, values_cap)
 
     header, coded, raw, bits = _layout(data)
     try:
@@ -278,9 +270,4 @@ def decode_groupwise(data: bytes) -> tuple:
         else:
             new_state[name] = raw_tensor(name, raw[name], state[name])
     builder.load_trained_state(model, new_state)
-    total = 8 * len(data)
-    info = {"header": header, "quant": quant, "extra": header.get("extra", {}),
-            "bits_by_part": bits, "total_bits": total, "prefix_free_bits": prefix_free_bits(total),
-            "sha256": hashlib.sha256(data).hexdigest(),
-            "trained_parameters": int(sum(t.numel() for t in state.values()))}
-    return model, cfg, info
+    return model, cfg, decoded_info(data, header, quant, bits, state)

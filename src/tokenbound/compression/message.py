@@ -237,15 +237,21 @@ def _layout(data: bytes) -> tuple[dict, list, list, dict]:
         bits["counts"] += 8 * (mid - start)
         bits["payload"] += 8 * (r.pos - mid)
         groups.append((codebook, counts, words))
+    raw = read_raw(r, [t for t in header["tensors"] if t[3] < 0], bits)
+    return header, groups, raw, bits
+
+
+def read_raw(r: Reader, entries: list, bits: dict) -> dict:
+    """{name: bytes} of the raw tensors (header entries, in order) that end the body; their bits
+    added to bits["raw"]; nothing may follow them."""
     raw = {}
-    for name, shape, dt, g in header["tensors"]:
-        if g < 0:
-            nbytes = math.prod(shape) * DTYPES[dt].itemsize
-            raw[name] = r.take(nbytes, f"raw tensor {name}")
-            bits["raw"] += 8 * nbytes
+    for name, shape, dt, _ in entries:
+        nbytes = math.prod(shape) * DTYPES[dt].itemsize
+        raw[name] = r.take(nbytes, f"raw tensor {name}")
+        bits["raw"] += 8 * nbytes
     if r.remaining:
         raise MessageError(f"message corrupt: {r.remaining:,} unexpected trailing bytes")
-    return header, groups, raw, bits
+    return raw
 
 
 def bits_by_part(message) -> dict:
@@ -368,9 +374,14 @@ def decode(message) -> tuple:
     builder = get_builder(header["builder"])
     model, cfg, quant, state = _build(builder, header, values_cap(len(data)))
     builder.load_trained_state(model, _decoded_state(header, groups, raw, state))
+    return model, cfg, decoded_info(data, header, quant, bits, state)
+
+
+def decoded_info(data: bytes, header: dict, quant, bits: dict, state: dict) -> dict:
+    """The `info` of `decode` (every format): header, quant, extra, bits by part, total and
+    prefix-free bits, sha256, trained parameter count."""
     total = 8 * len(data)
-    info = {"header": header, "quant": quant, "extra": header.get("extra", {}),
+    return {"header": header, "quant": quant, "extra": header.get("extra", {}),
             "bits_by_part": bits, "total_bits": total, "prefix_free_bits": prefix_free_bits(total),
             "sha256": hashlib.sha256(data).hexdigest(),
             "trained_parameters": int(sum(t.numel() for t in state.values()))}
-    return model, cfg, info
