@@ -8,12 +8,8 @@ from tokenbound.sources import load_model_fn
 transformers = pytest.importorskip("transformers")
 
 
-def test_bf16_keeps_rotary_inv_freq_fp32(tmp_path):
-    cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64,
-                                   num_hidden_layers=1, num_attention_heads=4,
-                                   num_key_value_heads=2, max_position_embeddings=32)
-    torch.manual_seed(0)
-    transformers.LlamaForCausalLM(cfg).save_pretrained(tmp_path / "hf")
+def test_bf16_keeps_rotary_inv_freq_fp32(tmp_path, tiny_llama):
+    tiny_llama(num_hidden_layers=1, max_position_embeddings=32).save_pretrained(tmp_path / "hf")
     src = load_model_fn(str(tmp_path / "hf"), dtype="bf16")
     ref = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf", dtype=torch.bfloat16)
     bufs = {n: b.dtype for n, b in ref.named_buffers() if n.endswith("inv_freq")}

@@ -21,14 +21,6 @@ GGUF_NAMES = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
               "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm"}
 
 
-def _tiny_llama():
-    cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64,
-                                   num_hidden_layers=2, num_attention_heads=4,
-                                   num_key_value_heads=2, max_position_embeddings=64)
-    torch.manual_seed(0)
-    return transformers.LlamaForCausalLM(cfg).eval()
-
-
 def _gguf_name(name: str) -> str:
     if name == "model.embed_tokens.weight":
         return "token_embd.weight"
@@ -77,8 +69,8 @@ def test_names_and_unpermutation():
     assert np.array_equal(_permute(w, 2)[unpermute_rows(16, 2)], w)
 
 
-def test_gguf_message_decodes_to_the_loaded_model():
-    model = _tiny_llama()
+def test_gguf_message_decodes_to_the_loaded_model(tiny_llama):
+    model = tiny_llama()
     tensors = _fake_gguf(model)
     msg = gguf_message(tensors, model, {"tokenizer": "gguf:test"})
     model2, _, info = decode(msg)
@@ -99,8 +91,8 @@ def test_gguf_message_decodes_to_the_loaded_model():
         assert torch.equal(model(x).logits, model2(x).logits)
 
 
-def test_gguf_message_refuses_blocks_that_do_not_match():
-    model = _tiny_llama()
+def test_gguf_message_refuses_blocks_that_do_not_match(tiny_llama):
+    model = tiny_llama()
     tensors = _fake_gguf(model)
     with torch.no_grad():
         model.model.layers[1].mlp.up_proj.weight[0, 0] += 1.0

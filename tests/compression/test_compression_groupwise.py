@@ -13,15 +13,6 @@ from tokenbound.errors import UserError
 transformers = pytest.importorskip("transformers")
 
 
-def tiny_llama(seed=0):
-    cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64,
-                                   num_hidden_layers=2, num_attention_heads=4,
-                                   num_key_value_heads=2, max_position_embeddings=64,
-                                   tie_word_embeddings=True)
-    torch.manual_seed(seed)
-    return transformers.LlamaForCausalLM(cfg).eval()
-
-
 def _naive_asym(x, bits):
     """Reference: per row of x (nb, B), fp16 min and scale, round to nearest, clip."""
     out = np.empty_like(x)
@@ -61,8 +52,8 @@ def test_gguf_blocks_dequantize_as_gguf(type_name, scheme):
     np.testing.assert_array_equal(dequantize_blocks(blk, w.shape), want)
 
 
-def test_tiny_llama_message_decodes_to_exactly_the_quantized_model():
-    model = tiny_llama()
+def test_tiny_llama_message_decodes_to_exactly_the_quantized_model(tiny_llama):
+    model = tiny_llama(tie_word_embeddings=True)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     gcfg = GroupConfig(bits=4, group_size=16, overrides=(("*embed_tokens*", 8),))
     blocks = quantize_groupwise_(model, gcfg)
@@ -95,8 +86,8 @@ def test_tiny_llama_message_decodes_to_exactly_the_quantized_model():
         decode(bytes(bad))
 
 
-def test_encode_refuses_weights_that_moved():
-    model = tiny_llama()
+def test_encode_refuses_weights_that_moved(tiny_llama):
+    model = tiny_llama(tie_word_embeddings=True)
     gcfg = GroupConfig(bits=4, group_size=32)
     blocks = quantize_groupwise_(model, gcfg)
     with torch.no_grad():
@@ -114,11 +105,11 @@ def test_config_checks():
     assert GroupConfig.from_dict(g.to_dict()) == g
 
 
-def test_a_group_message_is_a_model_source(tmp_path):
+def test_a_group_message_is_a_model_source(tmp_path, tiny_llama):
     """`evaluate --model M.tbm` scores exactly the decoded group-quantized model."""
     from tokenbound.sources import load_model_fn
 
-    model = tiny_llama()
+    model = tiny_llama(tie_word_embeddings=True)
     gcfg = GroupConfig(bits=3, group_size=32)
     blocks = quantize_groupwise_(model, gcfg)
     path = tmp_path / "m.tbm"
@@ -146,8 +137,8 @@ def _reframe(msg: bytes, edit) -> bytes:
     return body + zlib.crc32(body).to_bytes(4, "little")
 
 
-def test_crafted_group_headers_are_refused_before_allocating():
-    model = tiny_llama()
+def test_crafted_group_headers_are_refused_before_allocating(tiny_llama):
+    model = tiny_llama(tie_word_embeddings=True)
     gcfg = GroupConfig(bits=4, group_size=32)
     msg = encode_groupwise(model, model.config, gcfg, quantize_groupwise_(model, gcfg))
     assert decode(_reframe(msg, lambda h: None))[2]["total_bits"] == 8 * len(msg)

@@ -8,12 +8,9 @@ from tokenbound.evaluation.sources import ModelSource
 from .helpers import V, Bigram
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest single-threaded on the shared CPU; restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
+    """Every evaluation test runs torch on one thread (tests/conftest.py `one_thread`)."""
     yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="session")

@@ -13,14 +13,6 @@ from tokenbound.experiments.ptq import (LOSS_SEED, causal_lm_loss, loss_windows,
 transformers = pytest.importorskip("transformers")
 
 
-def _tiny_llama():
-    cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64,
-                                   num_hidden_layers=2, num_attention_heads=4,
-                                   num_key_value_heads=2, max_position_embeddings=64)
-    torch.manual_seed(0)
-    return transformers.LlamaForCausalLM(cfg).eval()
-
-
 def _stream(path, n_docs=6, seed=0):
     from tokenbound.data import write_stream
 
@@ -39,8 +31,8 @@ def test_loss_windows_are_fixed_seeded_slices(tmp_path):
     assert np.array_equal(loss_windows(stream, 16, 3), w)  # the same sample every time
 
 
-def test_causal_lm_loss_matches_naive():
-    model = _tiny_llama()
+def test_causal_lm_loss_matches_naive(tiny_llama):
+    model = tiny_llama()
     w = np.random.default_rng(1).integers(0, 64, size=(3, 9))
     naive = 0.0
     for row in w:
@@ -60,11 +52,11 @@ def test_warnings():
     assert quantization_warnings(None, None, 64, 0.0, None) == []
 
 
-def test_compress_hf_command_groupwise_reports_losses(tmp_path, capsys):
+def test_compress_hf_command_groupwise_reports_losses(tmp_path, capsys, tiny_llama):
     from tokenbound.cli import main
     from tokenbound.compression import decode
 
-    _tiny_llama().save_pretrained(tmp_path / "hf")
+    tiny_llama().save_pretrained(tmp_path / "hf")
     stream = _stream(tmp_path / "data")
     out = tmp_path / "hf.tbm"
     assert main(["compress", "--hf", str(tmp_path / "hf"), "--bits", "4", "--group-size", "16",
