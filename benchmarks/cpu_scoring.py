@@ -24,7 +24,7 @@ from tokenbound.evaluation.windows import make_windows, window_inputs
 from tokenbound.models import GPTConfig, build_model
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from llm_scoring import peak_rss  # noqa: E402  (a sibling script)
+from llm_scoring import peak_rss, write_results  # noqa: E402  (a sibling script)
 
 
 def _rate(model, tokens, off, L, s, batch, budget_s):
@@ -127,10 +127,7 @@ Peak RSS sampled while running (the process, model included): bare forward
 {rss["bare"] / 2**20:,.0f} MB, full scoring {rss["scoring"] / 2**20:,.0f} MB
 ({rss["scoring"] / rss["bare"]:.2f}x).
 """
-    os.makedirs(os.path.dirname(a.out), exist_ok=True)
-    with open(a.out, "w") as f:
-        f.write(text)
-    print(text)
+    write_results(a.out, text)
     return 0
 
 

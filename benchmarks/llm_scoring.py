@@ -290,11 +290,16 @@ tokenbound / bare time per round: {" / ".join(f"{x:.2f}x" for x in ratio)} (best
         rows = profile_stats(src.fn, ids, off, start_id, w, a.batch_size)
         text += "\n## Phases on one batch (seconds, wall)\n\n| phase | s |\n|---|---:|\n"
         text += "\n".join(f"| {k} | {v:.3f} |" for k, v in rows) + "\n"
-    os.makedirs(os.path.dirname(a.out), exist_ok=True)
-    with open(a.out, "w") as f:
+    write_results(a.out, text)
+    return 0
+
+
+def write_results(path: str, text: str) -> None:
+    """The results page to `path` (its folder made) and to stdout."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
         f.write(text)
     print(text)
-    return 0
 
 
 if __name__ == "__main__":

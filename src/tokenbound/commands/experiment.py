@@ -13,7 +13,6 @@ import os
 import platform
 import shlex
 import sys
-from pathlib import Path
 
 HELP = "rerun one of the paper's experiments (table + plot) at laptop scale"
 EPILOG = """examples:

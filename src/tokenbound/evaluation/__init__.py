@@ -10,9 +10,10 @@ METHOD sections 2.4, 2.5 and 3. Entry points:
 """
 
 from tokenbound.evaluation.config import EvalConfig
-from tokenbound.evaluation.engine import evaluate, load_result
+from tokenbound.evaluation.engine import evaluate
 from tokenbound.evaluation.sampling import draw_positions, draw_windows
 from tokenbound.evaluation.scoring import score_windows
+from tokenbound.evaluation.shards import load_result
 from tokenbound.evaluation.sources import ModelSource
 from tokenbound.evaluation.stats import WindowStats
 from tokenbound.evaluation.token_stats import (TokenStats, smoothing_range, token_stats,

@@ -39,8 +39,8 @@ from tokenbound.evaluation.fused import auto_batch_size, compile_fn, scoring_pro
 from tokenbound.evaluation.sampling import SHARD_STREAM, draw_windows
 from tokenbound.evaluation.scoring import score_windows
 from tokenbound.evaluation.shards import (count_numerics, eval_identity, jsonable,
-                                          load_result, load_shards, manifest_identity,
-                                          read_result_json, shard_done, shard_path)
+                                          load_shards, manifest_identity, read_result_json,
+                                          shard_done, shard_path)
 # (load_result and shard_path are re-exported: `engine` was their home)
 from tokenbound.evaluation.sources import ModelSource
 from tokenbound.evaluation.stats import WindowStats, stats_meta
