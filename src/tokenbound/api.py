@@ -122,11 +122,11 @@ def _as_source(model, device: str, dtype: str):
     else:
 
         def fn(idx):
-            return sources._logits(model(idx.to(target)))  # (B, T, V)
+            return sources.logits_of(model(idx.to(target)))  # (B, T, V)
 
     config = getattr(model, "config", None) or getattr(model, "cfg", None)
     ident = {"kind": "python", "sha256": _weights_sha256(model)}
-    return ModelSource(fn, sources._probe_vocab(fn, target), sources._hf_context(config)
+    return ModelSource(fn, sources.probe_vocab(fn, target), sources.context_limit(config)
                        if config is not None else None, ident), None
 
 

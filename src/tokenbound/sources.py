@@ -42,12 +42,13 @@ ACCEPTED = ("a tokenbound message (.tbm, from tokenbound compress), a Hugging Fa
             "directory (config.json + weights) or a .gguf file")
 
 
-def _probe_vocab(fn, device: str) -> int:
+def probe_vocab(fn, device: str) -> int:
+    """Vocabulary size V of a (B, T) -> (B, T, V) callable, from one forward of one token."""
     with torch.inference_mode():
         return int(fn(torch.zeros(1, 1, dtype=torch.int64, device=device)).shape[-1])
 
 
-def _hf_context(config) -> int | None:
+def context_limit(config) -> int | None:
     """Longest input of a model config (own GPTConfig or a transformers config), or None."""
     for name in ("context_len", "block_size", "n_positions", "max_position_embeddings",
                  "n_ctx", "seq_length"):
@@ -56,7 +57,7 @@ def _hf_context(config) -> int | None:
     return None
 
 
-def _logits(out) -> torch.Tensor:
+def logits_of(out) -> torch.Tensor:
     """Logits (B, T, V) from a model output: a tensor, a tuple or an object with .logits."""
     if isinstance(out, torch.Tensor):
         return out
@@ -76,7 +77,7 @@ def _wrap_hf(model, device: str, kind: str, path: str, sha: str,
         return model(input_ids=idx.to(first), use_cache=False).logits  # (B, T, V)
 
     tokenizer, tokenizer_sha = _own_tokenizer(kind, path, sha)
-    return ModelSource(fn, _probe_vocab(fn, device), _hf_context(model.config),
+    return ModelSource(fn, probe_vocab(fn, device), context_limit(model.config),
                        {"kind": kind, "path": os.path.abspath(path), "sha256": sha},
                        tokenizer=tokenizer, tokenizer_sha256=tokenizer_sha)
 
@@ -112,9 +113,9 @@ def _wrap_own(model, cfg, device: str, dtype: str, ident: dict,
     model = model.to(device=device, dtype=DTYPES[dtype]).eval()
 
     def fn(idx: torch.Tensor) -> torch.Tensor:
-        return _logits(model(idx))  # (B, T, V)
+        return logits_of(model(idx))  # (B, T, V)
 
-    return ModelSource(fn, _probe_vocab(fn, device), _hf_context(cfg), ident, tokenizer=tokenizer)
+    return ModelSource(fn, probe_vocab(fn, device), context_limit(cfg), ident, tokenizer=tokenizer)
 
 
 def _load_message(path: str, device: str, dtype: str) -> ModelSource:
