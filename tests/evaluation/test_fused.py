@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from tokenbound.bounds.basics import smoothing
 from tokenbound.bounds.grids import ALPHA_GRID
 from tokenbound.errors import UserError
 from tokenbound.evaluation import EvalConfig, evaluate, load_result
@@ -18,7 +19,7 @@ from tokenbound.evaluation import fused
 from tokenbound.evaluation.fused import (auto_batch_size, compile_fn, scoring_probe, stats_fn,
                                          token_stats_fused, token_stats_online)
 from tokenbound.evaluation.scoring import score_tokens
-from tokenbound.evaluation.token_stats import (smoothing_range, token_stats, token_stats_naive,
+from tokenbound.evaluation.token_stats import (token_stats, token_stats_naive,
                                                token_stats_vchunked)
 from tokenbound.evaluation.windows import make_windows
 
@@ -74,7 +75,7 @@ def test_online_hand_values():
     # V = 4, all logits 0: p = q = 1/4; l = 2 bits, H(q) = E_p[-log2 q] = 2 bits; rank(2) = 2
     ts = token_stats_online(torch.zeros(1, 4), torch.tensor([2]), alphas=(0.5,), topk=(1, 3),
                             vocab_chunk=3)
-    a, c = smoothing_range(0.5, 4)
+    a, c = smoothing(4, 0.5)
     assert ts.logp[0] == pytest.approx(math.log(0.25), abs=1e-7)
     assert ts.x[0, 0] == pytest.approx(2 - a, abs=1e-6)
     assert ts.center[0, 0].tolist() == pytest.approx([2 - a, 2 - a], abs=1e-6)

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from tokenbound.bounds.basics import smoothing
 from tokenbound.bounds.grids import ALPHA_GRID, TOPK
-from tokenbound.evaluation.token_stats import (smoothing_range, token_stats, token_stats_naive,
+from tokenbound.evaluation.token_stats import (token_stats, token_stats_naive,
                                                token_stats_vchunked)
 
 
@@ -31,7 +32,7 @@ def test_naive_hand_values():
     # V = 4, logits 0: p uniform 1/4, so q uniform too: l = 2 bits, H(q) = 2 bits
     z, t = torch.zeros(1, 4), torch.tensor([2])
     ts = token_stats_naive(z, t, alphas=(0.5,), topk=(1, 3))
-    a, c = smoothing_range(0.5, 4)  # a = -log2(0.5 + 0.125), c = log2(1 + 0.5*4/0.5) = log2 5
+    a, c = smoothing(4, 0.5)  # a = -log2(0.5 + 0.125), c = log2(1 + 0.5*4/0.5) = log2 5
     assert a == pytest.approx(-math.log2(0.625)) and c == pytest.approx(math.log2(5))
     assert ts.logp[0] == pytest.approx(math.log(0.25))
     assert ts.x[0, 0] == pytest.approx(2 - a)
@@ -70,7 +71,7 @@ def test_clipping_exact_where_p_underflows(fn):
     t = torch.tensor([1, 0, 2, 0])
     ts = fn(z, t)
     for i, al in enumerate(ALPHA_GRID):
-        a, c = smoothing_range(al, V)
+        a, c = smoothing(V, al)
         assert np.all(ts.x[:, i] >= 0) and np.all(ts.x[:, i] <= c)
         assert np.all(ts.center[:, i] >= 0) and np.all(ts.center[:, i] <= c)
         # p(x) = 0: l = -log2(alpha/V) = a + c exactly in real arithmetic -> X = c (clipped)
@@ -139,11 +140,3 @@ def test_flush_to_zero_mode_does_not_matter():
         torch.set_num_threads(threads)
     for f in ("logp", "x", "center", "topk_err", "topk_center"):
         assert np.array_equal(getattr(flushed, f), getattr(plain, f)), f
-
-
-def test_smoothing_range_is_bounds_smoothing():
-    from tokenbound.bounds.basics import smoothing
-
-    for V in (2, 256, 49152):
-        for al in ALPHA_GRID:
-            assert smoothing_range(al, V) == smoothing(V, al)

@@ -16,11 +16,11 @@ from tokenbound.evaluation.scoring import score_windows
 from tokenbound.evaluation.shards import load_result
 from tokenbound.evaluation.sources import ModelSource
 from tokenbound.evaluation.stats import WindowStats
-from tokenbound.evaluation.token_stats import (TokenStats, smoothing_range, token_stats,
-                                               token_stats_naive, token_stats_vchunked)
+from tokenbound.evaluation.token_stats import (TokenStats, token_stats, token_stats_naive,
+                                               token_stats_vchunked)
 from tokenbound.evaluation.windows import Windows, make_windows, scoring_window
 
 __all__ = ["EvalConfig", "evaluate", "load_result", "draw_positions", "draw_windows",
            "score_windows", "ModelSource", "WindowStats", "TokenStats",
-           "smoothing_range", "token_stats", "token_stats_naive", "token_stats_vchunked",
+           "token_stats", "token_stats_naive", "token_stats_vchunked",
            "Windows", "make_windows", "scoring_window"]

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from tokenbound.bounds.basics import LN2
-from tokenbound.evaluation.token_stats import TokenStats, smoothing_range
+from tokenbound.bounds.basics import LN2, smoothing
+from tokenbound.evaluation.token_stats import TokenStats
 from tokenbound.fileio import atomic_open
 
 WINDOW_FIELDS = ("window_ids", "n_scored", "sum_x", "sum_x2", "sum_center", "sum_dev2",
@@ -198,7 +198,7 @@ def _grid_meta(meta: dict) -> tuple:
 
 def stats_meta(vocab_size: int, alphas, topk, centers, lambdas) -> dict:
     """Grid description stored with every WindowStats (a and c per alpha included)."""
-    ac = [smoothing_range(al, vocab_size) for al in alphas]
+    ac = [smoothing(vocab_size, al) for al in alphas]
     return {"vocab_size": int(vocab_size), "alphas": [float(a) for a in alphas],
             "topk": [int(k) for k in topk], "centers": list(centers),
             "betting_lambdas": [float(x) for x in lambdas],

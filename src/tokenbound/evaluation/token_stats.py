@@ -53,12 +53,6 @@ LP_FLOOR = -86.0
 DEVICE_CHUNK_BYTES = 1 << 28
 
 
-def smoothing_range(alpha: float, vocab_size: int) -> tuple[float, float]:
-    """(a, c) of METHOD 1 in bits (`tokenbound.bounds.basics.smoothing`, argument order of this
-    package): l = -log2 q lies in [a, a + c]."""
-    return smoothing(vocab_size, alpha)
-
-
 @dataclass
 class TokenStats:
     """Per-token arrays (N tokens, A alphas, C = 2 centers, K top-k values), float64.
@@ -84,7 +78,7 @@ def _x_from_logp(logp: np.ndarray, vocab_size: int, alphas) -> np.ndarray:
     out = np.empty((logp.shape[0], len(alphas)))
     with np.errstate(divide="ignore"):
         for i, al in enumerate(alphas):
-            a, c = smoothing_range(al, vocab_size)
+            a, c = smoothing(vocab_size, al)
             lnq = np.logaddexp(math.log1p(-al) + logp, math.log(al / vocab_size))
             out[:, i] = np.clip(-lnq / LN2 - a, 0.0, c)
     return out
@@ -94,7 +88,7 @@ def _clip_centers(h_bits: np.ndarray, e_bits: np.ndarray, vocab_size: int, alpha
     """Centers (N, A, 2) from H(q) and E_p[-log2 q] in bits, each (N, A) float64."""
     out = np.empty(h_bits.shape + (2,))
     for i, al in enumerate(alphas):
-        a, c = smoothing_range(al, vocab_size)
+        a, c = smoothing(vocab_size, al)
         out[:, i, 0] = np.clip(h_bits[:, i] - a, 0.0, c)
         out[:, i, 1] = np.clip(e_bits[:, i] - a, 0.0, c)
     return out
