@@ -255,3 +255,28 @@ def test_cli_refuses_adapters_on_modules_that_do_not_exist(tmp_path, hf_base, hf
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "--lora-targets nope_proj" in err and "q_proj" in err  # names what exists
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_torchrun_fine_tuning_matches_one_process(tmp_path, hf_base, hf_data):
+    """`torchrun ... train --base` (2 CPU processes, gloo) trains the same adapters as one
+    process, and only the adapters are saved."""
+    import os
+    import subprocess
+    import sys
+
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    args = ["--base", str(hf_base), "--data", str(hf_data), "--lora-rank", "2", "--steps", "3",
+            "--batch-size", "4", "--seq-len", "16", "--eval-batches", "0", "--ckpt-interval", "0",
+            "--no-bf16", "--no-progress", "--device", "cpu"]
+    assert main(["train", *args, "--out", one]) == 0
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "tokenbound", "train", *args, "--out", two],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = load_file(f"{one}/model.safetensors"), load_file(f"{two}/model.safetensors")
+    assert a.keys() == b.keys() and a and all("lora" in k for k in a)
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=1e-6)
