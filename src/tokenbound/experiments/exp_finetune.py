@@ -147,6 +147,13 @@ def _notes(rows: list[dict], C_ft: int) -> list[str]:
             f"corpus; the base is the prior and is not charged. Certificate "
             f"{ft['bound bits/token']:.4f} bits/token vs the base alone "
             f"{base['bound bits/token']:.4f} (C = 0) on the same tokens.",
+            f"Fine-tuning lowered the scored loss by "
+            f"{base['bits/token (scored)'] - ft['bits/token (scored)']:.4f} bits/token; its "
+            f"C bits raised the complexity term by "
+            f"{ft['complexity term'] - base['complexity term']:.4f} over C = 0, so the "
+            f"fine-tuned certificate is "
+            f"{'below' if ft['bound bits/token'] < base['bound bits/token'] else 'NOT below'} "
+            f"the base's.",
             f"Base quantized whole: C = {whole['code bits C']:,} bits; "
             f"{'VACUOUS' if whole['vacuous'] else 'non-vacuous'} "
             f"({whole['bound bits/token']:.2f} bits/token, random guess "
