@@ -52,6 +52,10 @@ def test_split_recipe_certifies_the_bound_part(tmp_path):
 @pytest.mark.parametrize("change, words", [
     ({"finetune": None}, "go together"),
     ({"data": {"corpus": "x", "prior_split": 1.5}}, "strictly between"),
+    # the model's rank-2 LoRA tensors have 2 x (16 + 48) + 2 x (16 + 64) = 288 entries: a larger
+    # subspace is refused when the recipe is read, not after the base has trained
+    ({"finetune": {"lora_rank": 2, "subspace_dim": 289}},
+     r"subspace_dim:` 289 exceeds the 288 LoRA parameters.*choose <= 288"),
 ])
 def test_split_recipe_checks(tmp_path, change, words):
     with pytest.raises(UserError, match=words):

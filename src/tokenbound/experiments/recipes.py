@@ -300,6 +300,13 @@ def check_finetune(value, data: dict, gcfg) -> dict:
         need(f.get(key) is None or f[key] >= 1, f"`finetune: {key}:`",
              f"must be a positive integer, got {f.get(key)}")
     f["train"] = check_train(f.get("train"), gcfg)
+    if f.get("subspace_dim") and gcfg is not None:  # before the base trains, not after
+        from tokenbound.models import build_model
+        from tokenbound.models.finetune import check_subspace_dim, lora_size
+
+        D = lora_size(build_model(gcfg, device="meta"), f.get("lora_rank", 4),
+                      f.get("lora_targets", ()))
+        check_subspace_dim(f["subspace_dim"], D, name="`finetune: subspace_dim:`")
     return f
 
 

@@ -131,9 +131,7 @@ class FinetunedModel(TrainedStateMixin, nn.Module):
         self._names = [n for n, _ in named]
         self._sizes = [p.numel() for _, p in named]
         D = sum(self._sizes)
-        if cfg.subspace_dim > D:
-            raise UserError(f"--subspace-dim {cfg.subspace_dim} exceeds the {D:,} LoRA "
-                            f"parameters it would reparametrize; choose <= {D}")
+        check_subspace_dim(cfg.subspace_dim, D)
         for _, p in named:
             p.requires_grad_(False)  # theta0: regenerated from the seed
         self.subspace = KroneckerProjection(D, cfg.subspace_dim,
@@ -182,6 +180,20 @@ def _inject(base: nn.Module, cfg: AdapterConfig) -> nn.Module:
     if not any(p.requires_grad for p in net.parameters()):
         raise UserError(f"--lora-targets {' '.join(targets)} matched no linear map of the base")
     return net
+
+
+def check_subspace_dim(d: int, D: int, name: str = "--subspace-dim") -> None:
+    """UserError unless a SubLoRA subspace of d dimensions fits the D LoRA entries."""
+    if d > D:
+        raise UserError(f"{name} {d} exceeds the {D:,} LoRA parameters it would "
+                        f"reparametrize; choose <= {D}")
+
+
+def lora_size(base: nn.Module, rank: int, targets=()) -> int:
+    """D: the entries of the LoRA tensors `attach_adapters` gives `base` (what a SubLoRA
+    subspace reparametrizes). `base` may live on the meta device (nothing is allocated)."""
+    net = _inject(base, AdapterConfig(base={"sha256": "-"}, rank=rank, targets=targets))
+    return sum(p.numel() for p in net.parameters() if p.requires_grad)
 
 
 def attach_adapters(base: nn.Module, cfg: AdapterConfig) -> FinetunedModel:
