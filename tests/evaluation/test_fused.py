@@ -144,12 +144,8 @@ def test_alpha_constants_padding():
 
 
 def test_stats_fn_selection():
-    assert stats_fn("torch", False, None) is token_stats  # eager center sums
+    assert stats_fn("auto", False, None) is token_stats  # CPU default path unchanged
     assert stats_fn("torch", True, None) is token_stats
-    for s in ("auto", "compiled"):  # CPU: compiled center sums (auto: large vocabularies)
-        fn = stats_fn(s, False, None)
-        assert fn.func is token_stats and fn.keywords == {"center_kernel": s}
-    assert stats_fn("compiled", False, 64).func is token_stats_vchunked
     assert stats_fn("auto", True, None) is token_stats_fused
     assert stats_fn("fused", False, 64) is token_stats_fused
     part = stats_fn("auto", False, 64)

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 from tokenbound.configs import Config, ConfigError, setting
 from tokenbound.evaluation.fused import STATS
-from tokenbound.evaluation.token_stats import COMPILE_MIN_VOCAB
 from tokenbound.evaluation.sampling import check_sample_size
 from tokenbound.evaluation.sources import DTYPES
 from tokenbound.evaluation.windows import check_policy
@@ -49,11 +48,7 @@ class EvalConfig(Config):
     compile: bool = setting(False, "torch.compile the forward pass (GPUs)",
                             cli={"action": "store_true"})
     stats: str = setting("auto", "per-token statistics: fused reads each logits row once "
-                                 "(Triton kernel on CUDA); compiled = torch with its center "
-                                 "sums compiled into one CPU loop (needs a C++ compiler); "
-                                 "auto = fused on CUDA, on the CPU compiled for vocabularies "
-                                 f"of {COMPILE_MIN_VOCAB:,} or more where it builds, else "
-                                 "torch",
+                                 "(Triton kernel on CUDA); auto = fused on CUDA, torch on CPU",
                          cli={"choices": STATS})
     # "torch" is `token_stats`; see `fused.stats_fn`
 

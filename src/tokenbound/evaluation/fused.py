@@ -51,7 +51,7 @@ from tokenbound.evaluation.token_stats import (LP_FLOOR, TokenStats, _empty, _fi
 
 log = logging.getLogger(__name__)
 
-STATS = ("auto", "torch", "compiled", "fused")
+STATS = ("auto", "torch", "fused")
 NEG_INF = float("-inf")
 
 
@@ -223,20 +223,16 @@ def token_stats_fused(logits: torch.Tensor, targets: torch.Tensor, alphas=ALPHA_
 
 
 def stats_fn(stats: str, on_cuda: bool, vocab_chunk: int | None) -> Callable[..., TokenStats]:
-    """The per-token statistics function for logits rows: "torch" is `token_stats` with eager
-    center sums (or `token_stats_vchunked` with a vocab chunk); "compiled" is `token_stats`
-    with the compiled center sums (CPU); "fused" is `token_stats_fused`; "auto" is "fused" on
-    CUDA and elsewhere `token_stats` compiling the center sums for large vocabularies where it
-    can (`token_stats.COMPILE_MIN_VOCAB`; small ones stay eager)."""
+    """The per-token statistics function for logits rows: "torch" is the CPU default path
+    (`token_stats`, or `token_stats_vchunked` with a vocab chunk); "fused" is
+    `token_stats_fused`; "auto" is "fused" on CUDA and "torch" elsewhere."""
     if stats not in STATS:
         raise ValueError(f"stats must be one of {STATS} (got {stats!r})")
     if stats == "fused" or (stats == "auto" and on_cuda):
         return token_stats_fused
     if vocab_chunk:
         return functools.partial(token_stats_vchunked, vocab_chunk=vocab_chunk)
-    if stats == "torch":
-        return token_stats
-    return functools.partial(token_stats, center_kernel=stats)  # "compiled" or "auto"
+    return token_stats
 
 
 # ---- GPU scoring helpers: batch size that fills memory, torch.compile ------------------------

@@ -16,8 +16,7 @@ For a logits row `z` (V,) and its target `x`, with `log p = log_softmax(z)` comp
   tokens), 0, 1)` (tie-invariant: tied tokens carry equal mass). For k >= V, err = center = 0.
 
 Three implementations: `token_stats_naive` (Python loop over rows, float64 numpy after the fp32
-log-softmax; the reference), `token_stats` (torch, row chunks of a few MB, for the CPU; its
-center sums either eager or one compiled pass, below) and
+log-softmax; the reference), `token_stats` (torch, row chunks of a few MB, for the CPU) and
 `token_stats_vchunked` (two passes over vocabulary chunks; never materializes a float32 (N, V)
 tensor; for large vocabularies on GPUs). `token_stats` reads each chunk of rows once for all
 alphas: q = (1 - alpha) p + alpha / V formed in float32 (one log per entry and alpha) into one
@@ -30,26 +29,11 @@ flush-to-zero mode (which `torch.set_flush_denormal` sets for the calling thread
 scoring therefore no longer uses). Centers only need to be predictable and clipped, not exact
 (METHOD 2.4): they are fixed functions of the row, within float32 rounding of the float64
 reference; the target's loss `X` is float64 after the fp32 log-softmax.
-
-The center sums cost one logarithm per vocabulary entry and alpha (10 x 49,152 per token for
-SmolLM2), most of the statistics' time. Eagerly each of the six operations of the (rows, A, V)
-tile is a pass over memory; `center_kernel="compiled"` runs the same formula (`_center_sums`)
-as one loop compiled by `torch.compile` (Inductor's C++ backend, one thread, fixed shapes):
-each entry is read once and its A logarithms vectorized, about 3x faster. The compiled sums are
-the same function in another summation order (float32 rounding differs, as between the eager
-and the fused paths; both tested against the float64 reference); logp, X, ranks and top-k are
-bitwise those of the eager path. "auto" (scoring's default on the CPU) compiles for
-vocabularies of at least `COMPILE_MIN_VOCAB` (small ones, like bytes, stay eager and bitwise
-as before) and falls back to the eager path, with one warning, where compiling fails (no C++
-compiler). Which path ran is a fixed choice, not a function of the tokens, so either gives
-predictable centers.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -67,11 +51,6 @@ CHUNK_BYTES = 2 << 20
 LP_FLOOR = -86.0
 #: The tile on other devices (GPUs): large, so that each kernel launch has enough work.
 DEVICE_CHUNK_BYTES = 1 << 28
-#: `center_kernel="auto"` compiles the center sums for vocabularies at least this large.
-COMPILE_MIN_VOCAB = 4096
-CENTER_KERNELS = ("eager", "compiled", "auto")
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -192,10 +171,10 @@ class _Chunk:
     row only, not on its position, the chunk size or the number of threads.
     """
 
-    def __init__(self, rows: int, V: int, alphas, device, kernel=None):
+    def __init__(self, rows: int, V: int, alphas, device):
         al = np.asarray(alphas, dtype=np.float64)
         Vp = -(-V // 32) * 32
-        self.V, self.kernel = V, kernel
+        self.V = V
         self.c1 = torch.tensor(1.0 - al, dtype=torch.float64, device=device)  # (A,)
         self.c0 = torch.tensor(al / V, dtype=torch.float64, device=device)
         self.c1_32 = self.c1.float()[None, :, None]  # (1, A, 1)
@@ -203,8 +182,7 @@ class _Chunk:
         self.z = torch.empty(rows, V, device=device)
         self.lp = torch.empty(rows, V, device=device)
         self.p = torch.zeros(rows, Vp, device=device)
-        # the (rows, A, Vp) tile of the eager path (the compiled one needs none)
-        self.lq = None if kernel is not None else torch.empty(rows, len(al), Vp, device=device)
+        self.lq = torch.empty(rows, len(al), Vp, device=device)
 
     def centers(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """H(q), E_p[-log2 q] (k, A) float64 bits of the first k rows of `lp`; fills `p`.
@@ -213,20 +191,15 @@ class _Chunk:
         `c1 = 1 - alpha`, `c0 = alpha / V`: two float32 row sums of terms of one sign each (no
         cancellation), combined in float64.
         """
-        V, pv = self.V, self.p[:k, :self.V]
+        V, pv, lq = self.V, self.p[:k, :self.V], self.lq[:k]
         torch.clamp(self.lp[:k], min=LP_FLOOR, out=pv)
         pv.exp_()
-        if self.kernel is not None:  # one compiled pass over the whole (fixed-shape) buffer
-            s_lq, e32 = self.kernel(self.p[:, :V], self.c1_32[0, :, 0], self.c0_32[0, :, 0])
-            s_lq, e_nats = s_lq[:k], e32[:k].double()
-        else:
-            lq = self.lq[:k]
-            torch.mul(self.p[:k, None, :], self.c1_32, out=lq)
-            lq.add_(self.c0_32)  # q = (1 - alpha) p + alpha / V > 0, float32
-            lq.log_()
-            s_lq = lq[:, :, :V].sum(dim=2, dtype=torch.float32)  # (k, A) sum_y ln q_y
-            lq.mul_(self.p[:k, None, :])
-            e_nats = lq[:, :, :V].sum(dim=2, dtype=torch.float32).double()  # sum_y p_y ln q_y
+        torch.mul(self.p[:k, None, :], self.c1_32, out=lq)
+        lq.add_(self.c0_32)  # q = (1 - alpha) p + alpha / V > 0, float32
+        lq.log_()
+        s_lq = lq[:, :, :V].sum(dim=2, dtype=torch.float32)  # (k, A) sum_y ln q_y
+        lq.mul_(self.p[:k, None, :])
+        e_nats = lq[:, :, :V].sum(dim=2, dtype=torch.float32).double()  # sum_y p_y ln q_y
         h_nats = self.c1 * e_nats + self.c0 * s_lq.double()
         return -h_nats / LN2, -e_nats / LN2
 
@@ -244,77 +217,8 @@ class _Chunk:
 
 
 def _chunk_rows(V: int, A: int, chunk_bytes: int) -> int:
-    """Rows per chunk: the (rows, A, V) float32 tile within `chunk_bytes`, at least one row
-    (A = 1 for the compiled center sums, which make no tile: a (rows, V) buffer)."""
+    """Rows per chunk: the (rows, A, V) float32 tile within `chunk_bytes`, at least one row."""
     return max(1, chunk_bytes // (4 * A * V))
-
-
-#: Vocabulary block of the compiled center sums: float32 sums of blocks, then of the blocks'
-#: sums (a plain running sum over 49,152 entries is 100x less accurate than torch's eager sum).
-SUM_BLOCK = 512
-
-
-def _center_sums(p: torch.Tensor, c1: torch.Tensor, c0: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(k, A) float32 `sum_y ln q_y` and `sum_y p_y ln q_y`, `q = c1 p + c0`, for p (k, V) and
-    c1, c0 (A,) float32: the eager tile's formula, written for `torch.compile` to fuse into one
-    pass (each p read once, A logarithms per entry, nothing (k, A, V) in memory), summed in
-    blocks of `SUM_BLOCK` entries and then over the blocks (the rest of V last)."""
-    k, V = p.shape
-    Vb = V - V % SUM_BLOCK
-
-    def sums(pp: torch.Tensor, nb: int) -> tuple[torch.Tensor, torch.Tensor]:
-        lq = torch.log(pp[:, None, :] * c1[None, :, None] + c0[None, :, None])  # (k, A, n)
-        plq = pp[:, None, :] * lq
-        if nb == 1:
-            return lq.sum(dim=2), plq.sum(dim=2)
-        return (lq.reshape(k, -1, nb, SUM_BLOCK).sum(dim=3).sum(dim=2),
-                plq.reshape(k, -1, nb, SUM_BLOCK).sum(dim=3).sum(dim=2))
-
-    if Vb == 0:
-        return sums(p, 1)
-    s_lq, e = sums(p[:, :Vb], Vb // SUM_BLOCK)
-    if Vb < V:
-        s2, e2 = sums(p[:, Vb:], 1)
-        s_lq, e = s_lq + s2, e + e2
-    return s_lq, e
-
-
-_COMPILED: dict = {}
-_COMPILE_LOCK = threading.Lock()
-
-
-def compiled_center_sums(rows: int, V: int, A: int, required: bool = False):
-    """`_center_sums` compiled for p (rows, V) (a view of a (rows, Vp) buffer, as `_Chunk`
-    holds it), or None where compiling fails (logged once; `required`: raise UserError).
-
-    Compiled and run once here, on one thread and in inference mode, as the scoring threads
-    call it: the kernel is generated single-threaded (the chunks are the parallelism) and no
-    thread compiles while another scores."""
-    key = (rows, V, A)
-    with _COMPILE_LOCK:
-        if key not in _COMPILED:
-            fn, prev = torch.compile(_center_sums, dynamic=False), torch.get_num_threads()
-            try:
-                torch.set_num_threads(1)
-                with torch.inference_mode():
-                    chunk = _Chunk(rows, V, [0.5] * A, "cpu", kernel=fn)
-                    chunk.centers(rows)
-            except Exception as err:  # no C++ compiler, unsupported platform, ...
-                log.warning("compiling the center sums failed (%s: %s); scoring uses the eager "
-                            "path (--stats torch), about 3x slower for this vocabulary",
-                            type(err).__name__, str(err).splitlines()[0] if str(err) else "")
-                fn = None
-            finally:
-                torch.set_num_threads(prev)
-            _COMPILED[key] = fn
-        fn = _COMPILED[key]
-    if fn is None and required:
-        from tokenbound.errors import UserError
-
-        raise UserError("--stats compiled: torch.compile could not build the center kernel "
-                        "here (a C++ compiler is needed); use --stats torch")
-    return fn
 
 
 def _run_chunks(logits, targets, n: int, make_chunk, kmax: int, threads: int) -> list:
@@ -347,33 +251,20 @@ def _run_chunks(logits, targets, n: int, make_chunk, kmax: int, threads: int) ->
 
 
 def token_stats(logits: torch.Tensor, targets: torch.Tensor, alphas=ALPHA_GRID, topk=TOPK,
-                chunk_bytes: int = CHUNK_BYTES, threads: int | None = None,
-                center_kernel: str = "eager") -> TokenStats:
+                chunk_bytes: int = CHUNK_BYTES, threads: int | None = None) -> TokenStats:
     """Vectorized statistics; logits (N, V) any float dtype/device, targets (N,) int64.
 
     Rows are processed in chunks of `chunk_bytes` (`_Chunk`; `DEVICE_CHUNK_BYTES` off the CPU):
     each chunk is read once for all alphas into buffers allocated once per thread; on the CPU
     `threads` threads (default: torch's count) share the chunks. The numbers of a row do not
-    depend on the chunking or the threads. `center_kernel` (CPU only; module docstring):
-    "eager", "compiled" (UserError where it cannot be built) or "auto" (compiled for
-    vocabularies of at least `COMPILE_MIN_VOCAB`, where it can be built).
+    depend on the chunking or the threads.
     """
-    if center_kernel not in CENTER_KERNELS:
-        raise ValueError(f"center_kernel must be one of {CENTER_KERNELS} (got {center_kernel!r})")
     N, V = logits.shape
     if N == 0:
         return _empty(len(alphas), len(topk))
     dev, kmax = logits.device, min(max(topk), V)
-    kernel = None
-    if dev.type == "cpu" and (center_kernel == "compiled" or
-                              (center_kernel == "auto" and V >= COMPILE_MIN_VOCAB)):
-        n = _chunk_rows(V, 1, chunk_bytes)
-        kernel = compiled_center_sums(n, V, len(alphas), required=center_kernel == "compiled")
-    if kernel is None:
-        n = _chunk_rows(V, len(alphas), chunk_bytes if dev.type == "cpu"
-                        else DEVICE_CHUNK_BYTES)
-    parts = _run_chunks(logits, targets.to(dev), n,
-                        lambda: _Chunk(n, V, alphas, dev, kernel=kernel), kmax,
+    n = _chunk_rows(V, len(alphas), chunk_bytes if dev.type == "cpu" else DEVICE_CHUNK_BYTES)
+    parts = _run_chunks(logits, targets.to(dev), n, lambda: _Chunk(n, V, alphas, dev), kmax,
                         torch.get_num_threads() if threads is None else threads)
     logp, hq, ep, rank, top = (torch.cat(x) for x in zip(*parts))
     return _finish(logp, hq, ep, rank, _topmass(top, topk), V, alphas, topk)
