@@ -34,8 +34,8 @@ SCALES = {  # fixed in advance
               "subspace_dim": 1000},
     "quick": {"train_docs": 8, "steps": 40, "batch_size": 4, "seq_len": 256, "context_len": 512,
               "subspace_dim": 5000},
-    # every training document (about 190k tokens), one pass of fine-tuning, within about 30
-    # minutes on a 2-core CPU (two exact scorings of every token take about 18 of them)
+    # every training document (about 190k tokens), one pass of fine-tuning: 34.5 minutes on a
+    # 2-core CPU (docs/RESULTS.md; the two exact scorings of every token take 23 of them)
     "full": {"train_docs": None, "steps": 80, "batch_size": 8, "seq_len": 256,
              "context_len": 1024, "subspace_dim": 1000},
 }
