@@ -95,16 +95,13 @@ def run(out_dir: str, quick: bool, progress: bool, smoke: bool = False,
 def _finetune(gguf: str, out: Path, scale: dict, progress: bool) -> None:
     """Train the adapters (resumable) and write the delta message `ft.tbm`."""
     from tokenbound.compression import QuantConfig
-    from tokenbound.training import TrainConfig, train
-    from tokenbound.training.finetune import adapter_config
 
-    model = adapter_config(gguf, rank=ADAPTER["rank"], alpha=ADAPTER["alpha"],
-                           subspace_dim=scale["subspace_dim"], seed=ADAPTER["seed"])
-    cfg = TrainConfig(data=str((out / "data").resolve()), out=str(out / "run"), model=model,
-                      steps=scale["steps"], batch_size=scale["batch_size"],
-                      context_len=scale["seq_len"], lr=ADAPTER["lr"], eval_interval=0,
-                      eval_batches=1, ckpt_interval=max(1, scale["steps"] // 4))
-    train(cfg, progress=progress)
+    fin = {"lora_rank": ADAPTER["rank"], "lora_alpha": ADAPTER["alpha"], "seed": ADAPTER["seed"],
+           "subspace_dim": scale["subspace_dim"],
+           "train": {"steps": scale["steps"], "batch_size": scale["batch_size"],
+                     "context_len": scale["seq_len"], "lr": ADAPTER["lr"], "eval_interval": 0,
+                     "eval_batches": 1, "ckpt_interval": max(1, scale["steps"] // 4)}}
+    steps.finetune(gguf, (out / "data").resolve(), out / "run", fin, progress=progress)
     report = steps.read_compressed(out / "compress.json")
     if not steps.message_is_valid(out / "ft.tbm", report):
         report = steps.compress_run(out / "run", out / "ft.tbm",
