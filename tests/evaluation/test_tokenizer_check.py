@@ -10,7 +10,7 @@ from tokenbound.data import write_stream
 from tokenbound.data.vocab import gguf_tokens, hf_tokens, spec_file
 from tokenbound.errors import UserError
 from tokenbound.evaluation import EvalConfig, evaluate
-from tokenbound.evaluation.engine import check_tokenizer
+from tokenbound.evaluation.tokenizer_check import check_tokenizer
 from tokenbound.evaluation.sources import ModelSource
 from tokenbound.fileio import file_sha256
 from tokenbound.sources import load_model_fn

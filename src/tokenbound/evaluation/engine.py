@@ -41,7 +41,6 @@ from tokenbound.evaluation.scoring import score_windows
 from tokenbound.evaluation.shards import (count_numerics, eval_identity, jsonable,
                                           load_shards, manifest_identity, read_result_json,
                                           shard_done, shard_path)
-# (load_result and shard_path are re-exported: `engine` was their home)
 from tokenbound.evaluation.sources import ModelSource
 from tokenbound.evaluation.stats import WindowStats, stats_meta
 from tokenbound.evaluation.tokenizer_check import check_tokenizer
