@@ -64,6 +64,13 @@ def dir_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def files_bytes(path: str | os.PathLike) -> int:
+    """Size of a file, or the total size of every file under a directory."""
+    p = Path(path)
+    return p.stat().st_size if p.is_file() else sum(f.stat().st_size for f in p.rglob("*")
+                                                    if f.is_file())
+
+
 # ---- atomic writes ----------------------------------------------------------------------------
 def temp_name(path: str | os.PathLike) -> Path:
     """A fresh temporary name beside `path`: `.NAME.tmp-<pid>-<8 hex>` (swept when stale)."""

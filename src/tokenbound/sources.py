@@ -34,7 +34,7 @@ import torch
 
 from tokenbound.errors import UserError
 from tokenbound.evaluation.sources import DTYPES, ModelSource
-from tokenbound.fileio import dir_sha256, file_sha256
+from tokenbound.fileio import dir_sha256, file_sha256, files_bytes
 
 log = logging.getLogger(__name__)
 
@@ -239,9 +239,8 @@ def base_identity(source: str) -> dict:
     kind, p = base_kind(source), Path(source).absolute()
     ident = {"kind": kind, "path": str(p)}
     if kind in ("hf", "gguf"):
-        files = [f for f in p.rglob("*") if f.is_file()] if p.is_dir() else [p]
         sha = dir_sha256(str(p)) if p.is_dir() else file_sha256(str(p))
-        ident.update(sha256=sha, bytes=sum(f.stat().st_size for f in files))
+        ident.update(sha256=sha, bytes=files_bytes(p))
         spec, tok_sha = _own_tokenizer(kind, str(p), sha)
         if spec is not None:
             ident.update(tokenizer=spec, tokenizer_sha256=tok_sha)

@@ -18,7 +18,6 @@ that a split's bound part came from, is refused outright.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from tokenbound.errors import UserError
 
@@ -26,12 +25,10 @@ FLAG = "--base-independent"
 
 
 def _files_bytes(path: str | None) -> int | None:
-    """Total size of a file, or of every file under a directory; None when it is missing."""
-    if not path or not os.path.exists(path):
-        return None
-    p = Path(path)
-    return p.stat().st_size if p.is_file() else sum(f.stat().st_size for f in p.rglob("*")
-                                                        if f.is_file())
+    """`fileio.files_bytes` of the model's files; None when they are missing."""
+    from tokenbound.fileio import files_bytes
+
+    return files_bytes(path) if path and os.path.exists(path) else None
 
 
 def _need(statement: str | None, why: str) -> str:
